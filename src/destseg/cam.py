@@ -1,0 +1,137 @@
+"""Class activation maps: multi-scale and flip aggregation, storage, and labels from a threshold.
+
+A CAM here is a float array (k, H, W) for the k classes present in the image (by its image-level
+labels), each map in [0, 1] after per-class max normalisation, at the image's own size. Files
+store only those k maps, in float16, compressed, with the class indices beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from rich.progress import track
+
+from destseg.data import image_to_tensor
+from destseg.files import atomic_path
+from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
+from destseg.models.classifier import Classifier
+from destseg.voc import VOCLayout, load_image, load_mask
+
+EPS = 1e-5
+
+
+@torch.no_grad()
+def multiscale_cam(
+    model: Classifier,
+    image: torch.Tensor,
+    classes: Sequence[int],
+    scales: Sequence[float],
+    flip: bool,
+) -> torch.Tensor:
+    """CAMs (k, H, W) of a normalised image (3, H, W) for foreground classes ``classes`` (1..K).
+
+    At each scale the image (and its mirror, with ``flip``) goes through the network; the ReLU'd
+    maps are flipped back, upsampled to the image size and summed over scales and flips; each
+    class map is then divided by its maximum.
+    """
+    height, width = image.shape[-2:]
+    channels = [c - 1 for c in classes]
+    total = image.new_zeros((len(channels), height, width))
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        x = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        cams = F.relu(model.cam(x)[:, channels])
+        if flip:
+            cams = cams[:1] + cams[1:].flip(-1)
+        total += F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return normalize_per_class(total)
+
+
+def normalize_per_class(cam: torch.Tensor) -> torch.Tensor:
+    """Divide each map of a (k, H, W) stack by its maximum (a map of zeros stays zero)."""
+    return cam / (cam.amax(dim=(-2, -1), keepdim=True) + EPS)
+
+
+def save_cam(path: Path, classes: Sequence[int], cam: np.ndarray) -> None:
+    """Store the CAMs of one image: class indices (int) and maps (float16), compressed."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle, classes=np.asarray(classes, dtype=np.int64), cam=cam.astype(np.float16)
+        )
+
+
+def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(class indices (k,), CAMs (k, H, W) float32) of one image."""
+    with np.load(path) as data:
+        return data["classes"], data["cam"].astype(np.float32)
+
+
+def cam_to_label(cam: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
+    """Label map (H, W) uint8: the strongest class where its CAM exceeds ``threshold``,
+    background elsewhere (the background is a constant plane at ``threshold``)."""
+    if len(classes) == 0:
+        return np.zeros(cam.shape[-2:], dtype=np.uint8)
+    strongest = cam.argmax(0)
+    lookup = np.asarray(classes, dtype=np.uint8)
+    return np.where(cam.max(0) > threshold, lookup[strongest], 0).astype(np.uint8)
+
+
+SWEEP_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+class ThresholdSweep:
+    """Confusion matrices of thresholded CAMs against the ground truth, one per threshold,
+    accumulated over a split: the whole mIoU-versus-background-threshold curve in one pass."""
+
+    def __init__(self, num_classes: int, thresholds: Sequence[float] = SWEEP_THRESHOLDS):
+        self.thresholds = [float(t) for t in thresholds]
+        self.num_classes = num_classes
+        self.confusions = np.zeros((len(self.thresholds), num_classes, num_classes), np.int64)
+
+    def update(self, gt: np.ndarray, cam: np.ndarray, classes: np.ndarray) -> None:
+        for i, threshold in enumerate(self.thresholds):
+            self.confusions[i] += confusion_matrix(
+                gt, cam_to_label(cam, classes, threshold), self.num_classes
+            )
+
+    def table(self) -> pd.DataFrame:
+        """One row per threshold: miou, fg_precision, fg_recall."""
+        rows = []
+        for threshold, confusion in zip(self.thresholds, self.confusions, strict=True):
+            precision, recall = foreground_precision_recall(confusion)
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "miou": segmentation_scores(confusion)["miou"],
+                    "fg_precision": precision,
+                    "fg_recall": recall,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def generate_cams(
+    model: Classifier,
+    layout: VOCLayout,
+    ids: Sequence[str],
+    scales: Sequence[float],
+    flip: bool,
+    device: torch.device,
+    out_dir: Path,
+    sweep: ThresholdSweep,
+) -> None:
+    """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir`` and
+    score them against the ground truth in ``sweep``."""
+    for image_id in track(ids, description="make_cam"):
+        classes = layout.labels[image_id]
+        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
+        cam = multiscale_cam(model, image, classes, scales, flip).cpu().numpy()
+        save_cam(out_dir / f"{image_id}.npz", classes, cam)
+        sweep.update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))

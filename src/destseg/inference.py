@@ -1,0 +1,76 @@
+"""Running trained networks over a split: classification scores and segmentation predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import track
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from destseg.data import image_to_tensor
+from destseg.metrics import confusion_matrix
+from destseg.training import to_device
+from destseg.voc import VOCLayout, load_image, load_mask, save_mask
+
+
+@torch.no_grad()
+def classify(
+    model: nn.Module, dataset: Dataset, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid scores (N, K) and 0/1 targets (N, K) over a dataset of whole images."""
+    was_training = model.training
+    model.eval()
+    scores, targets = [], []
+    for batch in DataLoader(dataset, batch_size=1):
+        batch = to_device(batch, device)
+        scores.append(torch.sigmoid(model(batch["image"])).cpu())
+        targets.append(batch["target"].cpu())
+    model.train(was_training)
+    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
+
+
+@torch.no_grad()
+def segment(
+    model: nn.Module, image: torch.Tensor, scales: Sequence[float], flip: bool
+) -> torch.Tensor:
+    """Class probabilities (C, H, W) of a normalised image (3, H, W), averaged over scales and,
+    with ``flip``, over the mirrored image."""
+    height, width = image.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        x = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        probs = model(x).softmax(1)
+        if flip:
+            probs = (probs[:1] + probs[1:].flip(-1)) / 2
+        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)[0]
+        total = probs if total is None else total + probs
+    return total / len(scales)
+
+
+def evaluate_segmenter(
+    model: nn.Module,
+    layout: VOCLayout,
+    ids: Sequence[str],
+    scales: Sequence[float],
+    flip: bool,
+    device: torch.device,
+    out_dir: Path,
+) -> np.ndarray:
+    """Predict every image of ``ids``, save the label maps as palette PNGs in ``out_dir`` and
+    return the confusion matrix against the ground truth, accumulated over all of them."""
+    num_classes = len(layout.classes)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for image_id in track(ids, description="evaluate"):
+        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
+        pred = segment(model, image, scales, flip).argmax(0).to(torch.uint8).cpu().numpy()
+        save_mask(out_dir / f"{image_id}.png", pred)
+        confusion += confusion_matrix(load_mask(layout.mask_path(image_id)), pred, num_classes)
+    return confusion

@@ -1,0 +1,1 @@
+"""Networks: the ResNet encoder at a chosen output stride, the classifier and the segmenter."""

@@ -1,0 +1,81 @@
+"""torchvision ResNets as dense encoders with a chosen output stride.
+
+torchvision's ``replace_stride_with_dilation`` only works for Bottleneck ResNets (50/101); the
+demo needs ResNet-18/34 too. :func:`set_output_stride` does the same surgery for both block
+types: the first block of a stage loses its stride, the later blocks of that stage get dilated
+3x3 convolutions, exactly as torchvision builds a dilated Bottleneck stage.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision import models
+from torchvision.models.resnet import ResNet
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class PretrainedWeightsError(RuntimeError):
+    """The ImageNet weights could not be loaded (usually: offline)."""
+
+
+def build_resnet(name: str, pretrained: bool) -> ResNet:
+    """A torchvision ResNet; with ``pretrained`` its default ImageNet weights (weights API)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    weights = models.get_model_weights(name).DEFAULT if pretrained else None
+    try:
+        return models.get_model(name, weights=weights)
+    except OSError as err:  # URLError and friends, when the weights cannot be fetched
+        raise PretrainedWeightsError(
+            f"could not load ImageNet weights for {name} ({weights.url}): {err}. Offline, put the "
+            f"file in {torch.hub.get_dir()}/checkpoints/ or set pretrained: false"
+        ) from err
+
+
+def _dilate_stage(stage: nn.Sequential, first_dilation: int, dilation: int) -> None:
+    """Remove the stride of a ResNet stage; dilate the 3x3 convolutions of its first block by
+    ``first_dilation`` (the dilation of the stage before) and of its later blocks by ``dilation``.
+    """
+    for index, block in enumerate(stage):
+        rate = first_dilation if index == 0 else dilation
+        for module in block.modules():
+            if not isinstance(module, nn.Conv2d):
+                continue
+            module.stride = (1, 1)
+            if module.kernel_size == (3, 3):
+                module.dilation = (rate, rate)
+                module.padding = (rate, rate)
+
+
+def set_output_stride(resnet: ResNet, output_stride: int) -> ResNet:
+    """Make a fresh torchvision ``resnet`` (stride 32) produce features at stride 8, 16 or 32."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    if output_stride == 16:
+        _dilate_stage(resnet.layer4, first_dilation=1, dilation=2)
+    elif output_stride == 8:
+        _dilate_stage(resnet.layer3, first_dilation=1, dilation=2)
+        _dilate_stage(resnet.layer4, first_dilation=2, dilation=4)
+    return resnet
+
+
+class Encoder(nn.Module):
+    """ResNet stem and its four stages; returns the last feature map."""
+
+    def __init__(self, resnet: ResNet):
+        super().__init__()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
+        self.out_channels = resnet.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def build_encoder(name: str, pretrained: bool, output_stride: int) -> Encoder:
+    return Encoder(set_output_stride(build_resnet(name, pretrained), output_stride))

@@ -1,0 +1,155 @@
+"""What every stage shares: reading params.yaml, one-line errors, fingerprints of inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import torch
+import typer
+import yaml
+from dvclive import Live
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from destseg.data import VOCDataset
+from destseg.models.backbone import PretrainedWeightsError
+from destseg.models.checkpoint import build_model, save_model
+from destseg.training import (
+    LossFn,
+    Schedule,
+    build_optimizer,
+    fit,
+    resolve_device,
+    seed_everything,
+)
+from stages.params import RunParams, TrainParams
+
+S = TypeVar("S", bound=BaseModel)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", help="The params file to read.", dir_okay=False)
+]
+
+
+class StageError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def read_params(path: Path, key: str | None, schema: type[S]) -> S:
+    """Validate section ``key`` of the params file (the top level when ``key`` is None)."""
+    if not path.is_file():
+        raise StageError(f"{path}: params file not found")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise StageError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    if key is None:
+        data = {name: params.get(name) for name in schema.model_fields}
+    elif key not in params:
+        raise StageError(f"{path}: section '{key}' is missing")
+    else:
+        data = params[key]
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in ((key,) if key else ()) + tuple(first["loc"]))
+        raise StageError(f"{path}: {where}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def read_run(path: Path) -> RunParams:
+    """The top-level ``seed`` and ``device``."""
+    return read_params(path, None, RunParams)
+
+
+def fingerprint(*parts: object, files: Iterable[Path] = ()) -> str:
+    """A digest of plain values and file contents: what a resumable checkpoint must match."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def reported(main: Callable) -> Callable:
+    """Turn the expected failures of a stage into one line on stderr and exit status 1.
+
+    Set DESTSEG_DEBUG=1 to get the full traceback instead.
+    """
+
+    @wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (
+            StageError,
+            FileNotFoundError,
+            ValueError,
+            PretrainedWeightsError,
+            FloatingPointError,
+        ) as err:
+            if os.environ.get("DESTSEG_DEBUG"):
+                raise
+            Console(stderr=True).print(
+                f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def require(path: Path, what: str) -> Path:
+    """``path`` if it exists, else a StageError saying which stage makes it."""
+    if not path.exists():
+        raise StageError(f"{path}: {what} not found")
+    return path
+
+
+def train_and_save(
+    kind: str,
+    config: dict,
+    p: TrainParams,
+    run: RunParams,
+    train_set: VOCDataset,
+    loss_fn: LossFn,
+    inputs: list[Path],
+    out: Path,
+    checkpoint: Path,
+    live_dir: Path,
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+) -> None:
+    """The training recipe shared by train_cls and train_seg.
+
+    Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
+    (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
+    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``) and writes the
+    model file with its config.
+    """
+    device = resolve_device(run.device)
+    seed_everything(run.seed)
+    model = build_model(kind, config, pretrained=p.pretrained)
+    optimizer = build_optimizer(
+        p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
+    )
+    schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
+    digest = fingerprint(p.model_dump(), config, run.seed, files=inputs)
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+
+        def log_epoch(epoch: int, stats: dict[str, float]) -> None:
+            live.step = epoch
+            for name, value in stats.items():
+                live.log_metric(f"train/{name}", value)
+            scores = validate(model) if validate else {}
+            for name, value in scores.items():
+                live.log_metric(f"val/{name}", value)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in {**stats, **scores}.items())
+            print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
+
+        fit(model, train_set, loss_fn, optimizer, schedule, device, checkpoint, digest, log_epoch)
+    save_model(out, kind, config, model)

@@ -1,0 +1,61 @@
+"""Stage evaluate: the segmenter on the val split: mIoU, per-class IoU, predicted masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from destseg.files import atomic_path, write_json
+from destseg.inference import evaluate_segmenter
+from destseg.metrics import all_background, per_class_table, segmentation_scores
+from destseg.models.checkpoint import load_model
+from destseg.training import resolve_device
+from destseg.voc import VOCLayout
+from stages.common import ParamsOption, read_params, read_run, reported, require
+from stages.params import EvaluateParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
+        "data/dataset"
+    ),
+    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
+        "data/train_seg/model.pt"
+    ),
+    predictions: Annotated[Path, typer.Option(help="Folder of predicted masks.")] = Path(
+        "data/evaluate/prediction"
+    ),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path(
+        "data/metrics/evaluate.json"
+    ),
+    per_class: Annotated[Path, typer.Option(help="Per-class IoU table (CSV).")] = Path(
+        "data/metrics/evaluate_per_class.csv"
+    ),
+) -> None:
+    """Predict every val image (evaluate.scales, evaluate.flip) and score the predictions."""
+    p = read_params(params, "evaluate", EvaluateParams)
+    run = read_run(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    device = resolve_device(run.device)
+    model, _ = load_model(model_path, "segmenter", device)
+    with atomic_path(predictions, directory=True) as tmp:
+        confusion = evaluate_segmenter(
+            model, layout, layout.ids("val"), p.scales, p.flip, device, tmp
+        )
+    scores = segmentation_scores(confusion)
+    scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
+    write_json(metrics, scores)
+    with atomic_path(per_class) as tmp:
+        per_class_table(confusion, layout.classes).to_csv(tmp, index=False, float_format="%.6f")
+    print(f"evaluate: mIoU {scores['miou']:.4f}, pixel accuracy {scores['pixel_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    app()

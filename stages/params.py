@@ -1,0 +1,108 @@
+"""The schema of params.yaml: one pydantic model per section, named after the stage reading it.
+
+Validation happens before any work: an unknown key, a wrong type or a value out of range stops
+the stage with one line naming the parameter. Booleans are strict, so ``pretrained: "no"`` is an
+error rather than true.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from destseg.models.backbone import BACKBONES
+
+Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+Scales = Annotated[list[Positive], Field(min_length=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(Section):
+    num_classes: Annotated[int, Field(ge=1, le=254)]
+    image_size: Annotated[int, Field(ge=32)]
+    train_images: Annotated[int, Field(ge=1)]
+    val_images: Annotated[int, Field(ge=1)]
+    min_objects: Annotated[int, Field(ge=1)]
+    max_objects: Annotated[int, Field(ge=1)]
+    min_object_size: Annotated[float, Field(gt=0, le=1)]
+    max_object_size: Annotated[float, Field(gt=0, le=1)]
+    part_size: Annotated[float, Field(gt=0, le=1)]
+    part_saliency: Probability
+    body_saliency: Probability
+    clutter: Probability
+    noise: Annotated[float, Field(ge=0)]
+    boundary_ignore: Annotated[int, Field(ge=0)]
+
+
+class DataParams(Section):
+    source: Literal["synthetic"]
+    seed: Annotated[int, Field(ge=0)]
+    synthetic: SyntheticParams
+
+
+class TrainParams(Section):
+    """Hyperparameters shared by the classifier (``cls``) and the segmenter (``seg``)."""
+
+    backbone: Backbone
+    output_stride: Literal[8, 16, 32]
+    pretrained: StrictBool
+    crop_size: Annotated[int, Field(ge=16)]
+    scale_range: Annotated[tuple[Positive, Positive], Field()]
+    color_jitter: Annotated[float, Field(ge=0, le=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+    epochs: Annotated[int, Field(ge=1)]
+    optimizer: Literal["sgd", "adamw"]
+    lr: Positive
+    head_lr_mult: Positive
+    weight_decay: Annotated[float, Field(ge=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    poly_power: Annotated[float, Field(ge=0)]
+    workers: Annotated[int, Field(ge=0)]
+
+
+class ClsParams(TrainParams):
+    pass
+
+
+class SegParams(TrainParams):
+    labels: Literal["pseudo", "gt"]
+
+
+class CamParams(Section):
+    scales: Scales
+    flip: StrictBool
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class CrfParams(Section):
+    iterations: Annotated[int, Field(ge=1)]
+    gaussian_sxy: Positive
+    gaussian_compat: Annotated[float, Field(ge=0)]
+    bilateral_sxy: Positive
+    bilateral_srgb: Positive
+    bilateral_compat: Annotated[float, Field(ge=0)]
+
+
+class RefineParams(Section):
+    bg_threshold: Annotated[float, Field(gt=0, lt=1)]
+    min_confidence: Probability
+    workers: Annotated[int, Field(ge=1)]
+    crf: CrfParams
+
+
+class EvaluateParams(Section):
+    scales: Scales
+    flip: StrictBool
+
+
+class RunParams(Section):
+    """The top-level keys: the training seed and the device."""
+
+    seed: Annotated[int, Field(ge=0)]
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]

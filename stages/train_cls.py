@@ -1,0 +1,74 @@
+"""Stage train_cls: the multi-label classifier trained on image-level labels only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch.nn.functional as F
+import typer
+
+from destseg.data import VOCDataset, train_transform
+from destseg.inference import classify
+from destseg.metrics import multilabel_scores
+from destseg.training import resolve_device
+from destseg.voc import VOCLayout
+from stages.common import ParamsOption, read_params, read_run, reported, require, train_and_save
+from stages.params import ClsParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def multilabel_loss(model, batch):
+    return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
+        "data/dataset"
+    ),
+    out: Annotated[Path, typer.Option(help="Model file to write.")] = Path(
+        "data/train_cls/model.pt"
+    ),
+    checkpoint: Annotated[Path, typer.Option(help="Resumable checkpoint.")] = Path(
+        "data/checkpoints/train_cls.pt"
+    ),
+    live_dir: Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")] = Path(
+        "data/metrics/train_cls"
+    ),
+) -> None:
+    """Train on the train split's image-level labels; score mAP and F1 on val every epoch."""
+    p = read_params(params, "cls", ClsParams)
+    run = read_run(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    train_ids = layout.ids("train")
+    train_set = VOCDataset(
+        layout, train_ids, train_transform(p.crop_size, p.scale_range, p.color_jitter)
+    )
+    val_set = VOCDataset(layout, layout.ids("val"))
+    device = resolve_device(run.device)
+    config = {
+        "backbone": p.backbone,
+        "num_classes": len(layout.classes) - 1,
+        "output_stride": p.output_stride,
+    }
+    train_and_save(
+        "classifier",
+        config,
+        p,
+        run,
+        train_set,
+        multilabel_loss,
+        inputs=[layout.root / "labels.json", *(layout.image_path(i) for i in train_ids)],
+        out=out,
+        checkpoint=checkpoint,
+        live_dir=live_dir,
+        validate=lambda model: multilabel_scores(*classify(model, val_set, device)),
+    )
+
+
+if __name__ == "__main__":
+    app()

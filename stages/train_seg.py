@@ -1,0 +1,82 @@
+"""Stage train_seg: DeepLabV3 trained on the pseudo-masks (or, for the upper bound, the truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch.nn.functional as F
+import typer
+
+from destseg.data import VOCDataset, train_transform
+from destseg.voc import IGNORE_INDEX, VOCLayout
+from stages.common import ParamsOption, read_params, read_run, reported, require, train_and_save
+from stages.params import SegParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def segmentation_loss(model, batch):
+    return F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=IGNORE_INDEX)
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
+        "data/dataset"
+    ),
+    pseudo_masks: Annotated[Path, typer.Option(help="Folder of pseudo-masks.")] = Path(
+        "data/pseudo_mask"
+    ),
+    out: Annotated[Path, typer.Option(help="Model file to write.")] = Path(
+        "data/train_seg/model.pt"
+    ),
+    checkpoint: Annotated[Path, typer.Option(help="Resumable checkpoint.")] = Path(
+        "data/checkpoints/train_seg.pt"
+    ),
+    live_dir: Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")] = Path(
+        "data/metrics/train_seg"
+    ),
+) -> None:
+    """Train on the train split with seg.labels masks (pseudo or gt), 255 ignored."""
+    p = read_params(params, "seg", SegParams)
+    run = read_run(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    if p.labels == "pseudo":
+        mask_dir = require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
+    else:
+        mask_dir = layout.root / "SegmentationClass"
+    train_ids = layout.ids("train")
+    train_set = VOCDataset(
+        layout,
+        train_ids,
+        train_transform(p.crop_size, p.scale_range, p.color_jitter),
+        mask_dir=mask_dir,
+        with_labels=False,
+    )
+    config = {
+        "backbone": p.backbone,
+        "num_classes": len(layout.classes),
+        "output_stride": p.output_stride,
+    }
+    train_and_save(
+        "segmenter",
+        config,
+        p,
+        run,
+        train_set,
+        segmentation_loss,
+        inputs=[
+            *(layout.image_path(i) for i in train_ids),
+            *(mask_dir / f"{i}.png" for i in train_ids),
+        ],
+        out=out,
+        checkpoint=checkpoint,
+        live_dir=live_dir,
+    )
+
+
+if __name__ == "__main__":
+    app()
