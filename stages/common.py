@@ -10,25 +10,12 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import torch
 import typer
 import yaml
-from dvclive import Live
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from destseg.data import VOCDataset
-from destseg.models.backbone import PretrainedWeightsError
-from destseg.models.checkpoint import build_model, save_model
-from destseg.training import (
-    LossFn,
-    Schedule,
-    build_optimizer,
-    fit,
-    resolve_device,
-    seed_everything,
-)
-from stages.params import RunParams, TrainParams
+from stages.params import RunParams
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -87,13 +74,7 @@ def reported(main: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (
-            StageError,
-            FileNotFoundError,
-            ValueError,
-            PretrainedWeightsError,
-            FloatingPointError,
-        ) as err:
+        except (StageError, FileNotFoundError, ValueError, FloatingPointError) as err:
             if os.environ.get("DESTSEG_DEBUG"):
                 raise
             Console(stderr=True).print(
@@ -109,47 +90,3 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise StageError(f"{path}: {what} not found")
     return path
-
-
-def train_and_save(
-    kind: str,
-    config: dict,
-    p: TrainParams,
-    run: RunParams,
-    train_set: VOCDataset,
-    loss_fn: LossFn,
-    inputs: list[Path],
-    out: Path,
-    checkpoint: Path,
-    live_dir: Path,
-    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> None:
-    """The training recipe shared by train_cls and train_seg.
-
-    Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
-    (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
-    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``) and writes the
-    model file with its config.
-    """
-    device = resolve_device(run.device)
-    seed_everything(run.seed)
-    model = build_model(kind, config, pretrained=p.pretrained)
-    optimizer = build_optimizer(
-        p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
-    )
-    schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
-    digest = fingerprint(p.model_dump(), config, run.seed, files=inputs)
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-
-        def log_epoch(epoch: int, stats: dict[str, float]) -> None:
-            live.step = epoch
-            for name, value in stats.items():
-                live.log_metric(f"train/{name}", value)
-            scores = validate(model) if validate else {}
-            for name, value in scores.items():
-                live.log_metric(f"val/{name}", value)
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in {**stats, **scores}.items())
-            print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
-
-        fit(model, train_set, loss_fn, optimizer, schedule, device, checkpoint, digest, log_epoch)
-    save_model(out, kind, config, model)

@@ -13,8 +13,9 @@ from destseg.inference import classify
 from destseg.metrics import multilabel_scores
 from destseg.training import resolve_device
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require, train_and_save
+from stages.common import ParamsOption, read_params, read_run, reported, require
 from stages.params import ClsParams
+from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

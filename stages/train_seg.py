@@ -10,8 +10,9 @@ import typer
 
 from destseg.data import VOCDataset, train_transform
 from destseg.voc import IGNORE_INDEX, VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require, train_and_save
+from stages.common import ParamsOption, read_params, read_run, reported, require
 from stages.params import SegParams
+from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

@@ -16,8 +16,8 @@ from torchvision.models.resnet import ResNet
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
-class PretrainedWeightsError(RuntimeError):
-    """The ImageNet weights could not be loaded (usually: offline)."""
+class PretrainedWeightsError(FileNotFoundError):
+    """The ImageNet weights are not on this machine and could not be downloaded."""
 
 
 def build_resnet(name: str, pretrained: bool) -> ResNet:

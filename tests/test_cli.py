@@ -1,0 +1,114 @@
+"""The stage commands as a user meets them: --help, and one-line errors for bad input."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+from typer.testing import CliRunner
+
+STAGES = ["prepare", "train_cls", "make_cam", "refine", "train_seg", "evaluate"]
+runner = CliRunner()
+
+
+def _params(tmp_path, **overrides):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_help(stage):
+    app = importlib.import_module(f"stages.{stage}").app
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "--params" in result.output
+
+
+def test_help_as_a_module_from_a_subprocess():
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.evaluate", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
+    params = _params(tmp_path, **{"cls.backbone": "resnet17"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train_cls",
+            "--params",
+            str(params),
+            "--dataset",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cls.backbone" in lines[0] and "resnet17" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("stage", "override", "expected"),
+    [
+        ("make_cam", {"cam.threshold": 1.5}, "cam.threshold"),
+        ("train_seg", {"seg.pretrained": "no"}, "seg.pretrained"),
+        ("train_seg", {"seg.labels": "weak"}, "seg.labels"),
+        ("refine", {"refine.crf.iterations": 0}, "refine.crf.iterations"),
+        ("evaluate", {"evaluate.scales": []}, "evaluate.scales"),
+        ("prepare", {"data.synthetic.body_saliency": -1}, "data.synthetic.body_saliency"),
+        ("evaluate", {"device": "gpu0"}, "device"),
+        ("train_cls", {"cls.unknown_knob": 1}, "cls.unknown_knob"),
+    ],
+)
+def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
+    app = importlib.import_module(f"stages.{stage}").app
+    params = _params(tmp_path, **override)
+    result = runner.invoke(app, ["--params", str(params)])
+    assert result.exit_code == 1
+    assert expected in result.output and "error" in result.output
+
+
+@pytest.mark.parametrize(
+    ("stage", "args", "expected"),
+    [
+        ("train_cls", ["--dataset", "nowhere"], "nowhere"),
+        ("make_cam", ["--model", "missing.pt"], "missing.pt"),
+        ("refine", ["--cams", "no_cams"], "no_cams"),
+        ("evaluate", ["--model", "missing.pt"], "missing.pt"),
+    ],
+)
+def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
+    app = importlib.import_module(f"stages.{stage}").app
+    params = _params(tmp_path)
+    if "--dataset" not in args:
+        args = [*args, "--dataset", str(tiny_layout.root)]
+    result = runner.invoke(app, ["--params", str(params), *args])
+    assert result.exit_code == 1
+    assert expected in result.output and "not found" in result.output
+
+
+def test_missing_params_file(tmp_path):
+    app = importlib.import_module("stages.prepare").app
+    result = runner.invoke(app, ["--params", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "params file not found" in result.output

@@ -1,0 +1,41 @@
+import numpy as np
+
+from destseg.crf import DenseCRF
+from destseg.pseudo_mask import cam_probabilities, crf_pseudo_mask
+from destseg.voc import IGNORE_INDEX
+
+
+def _scene():
+    """A red disk on a blue background, and a CAM that is blurred, shifted and noisy."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    truth = ((yy - 32) ** 2 + (xx - 30) ** 2 <= 15**2).astype(np.uint8)
+    image = np.where(truth[..., None] == 1, [200, 40, 40], [40, 60, 190]).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    blob = np.exp(-(((yy - 35) ** 2 + (xx - 34) ** 2) / (2 * 12.0**2)))
+    cam = np.clip(blob + rng.normal(0, 0.25, size=blob.shape), 0, 1)[None]
+    return image, truth, cam
+
+
+def test_crf_makes_a_noisy_mask_agree_better_with_the_truth():
+    image, truth, cam = _scene()
+    noisy = (cam[0] > 0.4).astype(np.uint8)
+    refined = crf_pseudo_mask(image, cam, np.array([1]), 0.4, DenseCRF())
+    accuracy_before = (noisy == truth).mean()
+    accuracy_after = (refined == truth).mean()
+    assert accuracy_after > accuracy_before + 0.05
+    assert accuracy_after > 0.97
+
+
+def test_probabilities_argmax_is_the_thresholded_cam():
+    cam = np.array([[[0.1, 0.5]], [[0.3, 0.2]]])
+    probs = cam_probabilities(cam, 0.25)
+    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(probs.argmax(0), [[2, 1]])
+
+
+def test_low_confidence_pixels_are_ignored():
+    image, _, cam = _scene()
+    refined = crf_pseudo_mask(image, cam, np.array([1]), 0.4, DenseCRF(), min_confidence=0.999)
+    assert (refined == IGNORE_INDEX).any()
+    kept = crf_pseudo_mask(image, cam, np.array([1]), 0.4, DenseCRF(), min_confidence=0.0)
+    assert not (kept == IGNORE_INDEX).any()

@@ -1,0 +1,127 @@
+"""The real `dvc repro` on a tiny configuration, in a temporary copy of the repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+TINY_PARAMS = {
+    "data.synthetic.num_classes": 3,
+    "data.synthetic.image_size": 64,
+    "data.synthetic.train_images": 16,
+    "data.synthetic.val_images": 6,
+    "cls.crop_size": 64,
+    "cls.batch_size": 8,
+    "cls.epochs": 2,
+    "cam.scales": [1.0, 0.5],
+    "seg.crop_size": 64,
+    "seg.batch_size": 8,
+    "seg.epochs": 1,
+    "evaluate.scales": [1.0, 0.75],
+    "evaluate.flip": True,
+}
+
+
+def _set(params: dict, dotted: str, value) -> None:
+    *parents, key = dotted.split(".")
+    for parent in parents:
+        params = params[parent]
+    params[key] = value
+
+
+def _run(args, cwd, env):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("src", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in TINY_PARAMS.items():
+        _set(params, dotted, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        DVC_NO_ANALYTICS="1",
+    )
+    _run(["git", "init", "-q"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "tiny"], repo, env)
+    _run(["dvc", "repro"], repo, env)
+    return repo, env
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.e2e
+def test_every_metrics_file_holds_numbers_in_range(repo):
+    root, _ = repo
+    metrics = root / "data" / "metrics"
+    train_cls = _json(metrics / "train_cls" / "metrics.json")
+    assert 0 <= train_cls["val"]["map"] <= 1 and 0 <= train_cls["val"]["f1"] <= 1
+    assert train_cls["train"]["loss"] > 0 and train_cls["step"] >= 1
+    cam = _json(metrics / "make_cam.json")
+    refine = _json(metrics / "refine.json")
+    evaluate = _json(metrics / "evaluate.json")
+    for scores in (cam, refine, evaluate):
+        for key in ("miou",):
+            assert 0 <= scores[key] <= 1
+    for key in ("fg_precision", "fg_recall", "all_background_miou"):
+        assert 0 <= cam[key] <= 1
+    assert 0 <= refine["ignored_fraction"] <= 1
+    for key in ("pixel_accuracy", "mean_class_accuracy", "all_background_miou"):
+        assert 0 <= evaluate[key] <= 1
+    assert _json(metrics / "train_seg" / "metrics.json")["train"]["loss"] > 0
+    table = pd.read_csv(metrics / "evaluate_per_class.csv")
+    assert list(table["class"]) == ["background", "disk", "square", "triangle"]
+    sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
+    assert sweep["threshold"].is_monotonic_increasing and sweep["miou"].between(0, 1).all()
+
+
+@pytest.mark.e2e
+def test_outputs_are_complete(repo):
+    root, _ = repo
+    train_ids = (root / "data/dataset/ImageSets/Segmentation/train.txt").read_text().split()
+    val_ids = (root / "data/dataset/ImageSets/Segmentation/val.txt").read_text().split()
+    assert sorted(p.stem for p in (root / "data/cam").iterdir()) == sorted(train_ids)
+    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    predictions = root / "data/evaluate/prediction"
+    assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
+    assert not [p for p in (root / "data").rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.mark.e2e
+def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
+    root, env = repo
+    assert "up to date" in _run(["dvc", "status"], root, env).lower()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["refine"]["min_confidence"] = 0.5
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(_run(["dvc", "status", "--json"], root, env))
+    assert set(status) == {"refine"}
+    params["evaluate"]["flip"] = False
+    params["seed"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(_run(["dvc", "status", "--json"], root, env))
+    assert set(status) == {"refine", "evaluate", "train_cls", "train_seg"}

@@ -1,0 +1,70 @@
+import pytest
+import torch
+from torchvision import models
+
+from destseg.models.backbone import build_encoder, build_resnet, set_output_stride
+from destseg.models.checkpoint import build_model, load_model, save_model
+from destseg.models.segmenter import Segmenter
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_encoder_output_stride(name, stride):
+    encoder = build_encoder(name, pretrained=False, output_stride=stride).eval()
+    with torch.no_grad():
+        out = encoder(torch.randn(1, 3, 64, 96))
+    assert out.shape[-2:] == (64 // stride, 96 // stride)
+    assert out.shape[1] == encoder.out_channels
+
+
+@pytest.mark.parametrize(
+    ("stride", "dilate"), [(16, [False, False, True]), (8, [False, True, True])]
+)
+def test_dilation_surgery_equals_torchvision_for_bottlenecks(stride, dilate):
+    torch.manual_seed(0)
+    reference = models.resnet50(replace_stride_with_dilation=dilate).eval()
+    ours = set_output_stride(build_resnet("resnet50", pretrained=False), stride).eval()
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+    for a, b in zip(ours.modules(), reference.modules(), strict=True):
+        if isinstance(a, torch.nn.Conv2d):
+            assert (a.stride, a.dilation, a.padding) == (b.stride, b.dilation, b.padding)
+
+
+def test_unknown_backbone_and_stride_are_errors():
+    with pytest.raises(ValueError, match="resnet17"):
+        build_resnet("resnet17", pretrained=False)
+    with pytest.raises(ValueError, match="output_stride"):
+        set_output_stride(build_resnet("resnet18", pretrained=False), 4)
+
+
+def test_segmenter_logits_at_input_size():
+    model = Segmenter("resnet18", num_classes=5, pretrained=False, output_stride=16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 48, 80)).shape == (2, 5, 48, 80)
+
+
+def test_model_file_roundtrip_and_errors(tmp_path):
+    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    model = build_model("classifier", config)
+    save_model(tmp_path / "m.pt", "classifier", config, model)
+    loaded, stored = load_model(tmp_path / "m.pt", "classifier", torch.device("cpu"))
+    assert stored == config and not loaded.training
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="expected a segmenter"):
+        load_model(tmp_path / "m.pt", "segmenter", torch.device("cpu"))
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+        load_model(tmp_path / "missing.pt", "classifier", torch.device("cpu"))
+    torch.save(
+        {
+            "kind": "classifier",
+            "config": {**config, "num_classes": 4},
+            "state_dict": model.state_dict(),
+        },
+        tmp_path / "bad.pt",
+    )
+    with pytest.raises(ValueError, match="weights do not fit"):
+        load_model(tmp_path / "bad.pt", "classifier", torch.device("cpu"))

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY
+from PIL import Image
+
+from destseg.synthetic import SyntheticSpec, generate, write_dataset
+from destseg.voc import IGNORE_INDEX, VOCLayout, labels_from_mask, load_mask, voc_palette
+
+
+def test_same_seed_same_dataset_other_seed_other_dataset():
+    first = list(generate(TINY, seed=3))
+    again = list(generate(TINY, seed=3))
+    other = list(generate(TINY, seed=4))
+    for a, b in zip(first, again, strict=True):
+        assert a[:2] == b[:2]
+        np.testing.assert_array_equal(a[2], b[2])
+        np.testing.assert_array_equal(a[3], b[3])
+    assert any(not np.array_equal(a[2], c[2]) for a, c in zip(first, other, strict=True))
+
+
+def test_an_image_does_not_depend_on_the_number_of_images():
+    small = next(generate(TINY, seed=0))
+    bigger = next(generate(SyntheticSpec(**{**TINY.__dict__, "train_images": 50}), seed=0))
+    np.testing.assert_array_equal(small[2], bigger[2])
+
+
+def test_voc_layout_palette_and_splits(tiny_layout):
+    assert tiny_layout.classes == TINY.class_names()
+    train, val = tiny_layout.ids("train"), tiny_layout.ids("val")
+    assert len(train) == TINY.train_images and len(val) == TINY.val_images
+    assert not set(train) & set(val)
+    for image_id in train + val:
+        with Image.open(tiny_layout.image_path(image_id)) as image:
+            assert image.mode == "RGB" and image.size == (TINY.image_size, TINY.image_size)
+        with Image.open(tiny_layout.mask_path(image_id)) as mask:
+            assert mask.mode == "P"
+            assert mask.getpalette()[: 3 * 256] == voc_palette()
+        values = set(np.unique(load_mask(tiny_layout.mask_path(image_id))))
+        assert values <= set(range(TINY.num_classes + 1)) | {IGNORE_INDEX}
+
+
+def test_labels_are_the_classes_in_the_masks(tiny_layout):
+    raw = json.loads((tiny_layout.root / "labels.json").read_text())
+    for image_id, indices in tiny_layout.labels.items():
+        mask = load_mask(tiny_layout.mask_path(image_id))
+        assert indices == labels_from_mask(mask)
+        assert indices, "every image holds at least one object"
+        assert raw[image_id] == [tiny_layout.classes[i] for i in indices]
+
+
+def test_the_part_is_small_and_the_body_large():
+    """The property WSSS needs: the discriminative part covers a small share of the object."""
+    spec = SyntheticSpec(num_classes=2, image_size=96, train_images=20, val_images=1, clutter=0)
+    plain = SyntheticSpec(**{**spec.__dict__, "part_saliency": 0.0})
+    shares = []
+    for (_, _, image, mask), (_, _, image_plain, _) in zip(
+        generate(spec, 1), generate(plain, 1), strict=False
+    ):
+        part = np.abs(image.astype(int) - image_plain.astype(int)).sum(-1) > 60
+        shares.append(part.sum() / max(1, ((mask > 0) & (mask != IGNORE_INDEX)).sum()))
+    assert 0.01 < np.mean(shares) < 0.15
+
+
+def test_boundary_band_is_ignored():
+    _, _, _, mask = next(generate(SyntheticSpec(boundary_ignore=2, train_images=1), seed=0))
+    assert (mask == IGNORE_INDEX).any()
+    _, _, _, mask = next(generate(SyntheticSpec(boundary_ignore=0, train_images=1), seed=0))
+    assert not (mask == IGNORE_INDEX).any()
+
+
+def test_invalid_spec_names_the_knob():
+    with pytest.raises(ValueError, match="body_saliency"):
+        SyntheticSpec(body_saliency=2.0)
+
+
+def test_write_dataset_counts(tmp_path):
+    counts = write_dataset(VOCLayout(tmp_path), TINY, seed=1)
+    assert counts == {"train": TINY.train_images, "val": TINY.val_images}

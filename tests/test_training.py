@@ -1,0 +1,112 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from destseg.data import VOCDataset, train_transform
+from destseg.models.checkpoint import build_model
+from destseg.training import Schedule, build_optimizer, fit, resolve_device
+
+
+def _loss(model, batch):
+    return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
+
+
+def _train(layout, epochs, checkpoint, fingerprint="same"):
+    torch.manual_seed(0)
+    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    model = build_model("classifier", config)
+    dataset = VOCDataset(layout, layout.ids("train"), train_transform(48, (0.7, 1.3), 0.2))
+    optimizer = build_optimizer("sgd", model.param_groups(0.01, 10, 1e-4))
+    start = fit(
+        model,
+        dataset,
+        _loss,
+        optimizer,
+        Schedule(epochs, 4, seed=1),
+        torch.device("cpu"),
+        checkpoint,
+        fingerprint,
+    )
+    return model, start
+
+
+def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
+    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt")
+    partial = tmp_path / "partial.pt"
+    _train_one_epoch_checkpoint(tiny_layout, partial)
+    assert torch.load(partial, weights_only=False)["epoch"] == 1
+    resumed, start = _train(tiny_layout, 2, partial)
+    assert start == 1
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def _train_one_epoch_checkpoint(layout, path):
+    """Run the 2-epoch schedule but stop after its first epoch, as a kill would."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, stats):
+        raise Stop
+
+    torch.manual_seed(0)
+    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    model = build_model("classifier", config)
+    dataset = VOCDataset(layout, layout.ids("train"), train_transform(48, (0.7, 1.3), 0.2))
+    optimizer = build_optimizer("sgd", model.param_groups(0.01, 10, 1e-4))
+    with pytest.raises(Stop):
+        fit(
+            model,
+            dataset,
+            _loss,
+            optimizer,
+            Schedule(2, 4, seed=1),
+            torch.device("cpu"),
+            path,
+            "same",
+            stop,
+        )
+
+
+def test_a_checkpoint_of_other_params_is_not_resumed(tiny_layout, tmp_path):
+    _train(tiny_layout, 1, tmp_path / "ck.pt", fingerprint="old")
+    _, start = _train(tiny_layout, 1, tmp_path / "ck.pt", fingerprint="new")
+    assert start == 0
+
+
+def test_sgd_gets_momentum_and_weight_decay_in_their_slots():
+    model = torch.nn.Linear(2, 2)
+    groups = [{"params": list(model.parameters()), "lr": 0.1, "weight_decay": 1e-4}]
+    optimizer = build_optimizer("sgd", groups, momentum=0.9)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-4)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_optimizer("adam2", groups)
+
+
+def test_batch_larger_than_dataset_is_a_clear_error(tiny_layout, tmp_path):
+    model = build_model(
+        "classifier", {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    )
+    dataset = VOCDataset(tiny_layout, tiny_layout.ids("val"))
+    optimizer = build_optimizer("adamw", model.param_groups(1e-3, 1, 0))
+    with pytest.raises(ValueError, match="batch size 64"):
+        fit(
+            model,
+            dataset,
+            _loss,
+            optimizer,
+            Schedule(1, 64, 0),
+            torch.device("cpu"),
+            tmp_path / "c.pt",
+            "x",
+        )
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
