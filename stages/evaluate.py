@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from destseg.device import resolve_device
 from destseg.files import atomic_path, write_json
 from destseg.inference import evaluate_segmenter
 from destseg.metrics import all_background, per_class_table, segmentation_scores
 from destseg.models.checkpoint import load_model
-from destseg.training import resolve_device
 from destseg.voc import VOCLayout
 from stages.common import ParamsOption, read_params, read_run, reported, require
 from stages.params import EvaluateParams

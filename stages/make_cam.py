@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from destseg.cam import ThresholdSweep, generate_cams
+from destseg.device import resolve_device
 from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
 from destseg.models.checkpoint import load_model
-from destseg.training import resolve_device
 from destseg.voc import VOCLayout
 from stages.common import ParamsOption, read_params, read_run, reported, require
 from stages.params import CamParams

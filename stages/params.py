@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from destseg.models.backbone import BACKBONES
-
-Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
+# The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal); spelled out
+# so that reading params does not import torch.
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 Scales = Annotated[list[Positive], Field(min_length=1)]

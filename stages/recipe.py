@@ -9,15 +9,9 @@ import torch
 from dvclive import Live
 
 from destseg.data import VOCDataset
+from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model, save_model
-from destseg.training import (
-    LossFn,
-    Schedule,
-    build_optimizer,
-    fit,
-    resolve_device,
-    seed_everything,
-)
+from destseg.training import LossFn, Schedule, build_optimizer, fit, seed_everything
 from stages.common import fingerprint
 from stages.params import RunParams, TrainParams
 
@@ -40,7 +34,9 @@ def train_and_save(
     Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
     (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
     (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``) and writes the
-    model file with its config.
+    model file with its config. The checkpoint is scratch, not a DVC output: a clone or a
+    ``dvc exp run --temp`` copy without it must not look out of date; it is deleted once the
+    model file is written.
     """
     device = resolve_device(run.device)
     seed_everything(run.seed)
@@ -65,3 +61,4 @@ def train_and_save(
 
         fit(model, train_set, loss_fn, optimizer, schedule, device, checkpoint, digest, log_epoch)
     save_model(out, kind, config, model)
+    checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 import typer
 
 from destseg.data import VOCDataset, train_transform
+from destseg.device import resolve_device
 from destseg.inference import classify
 from destseg.metrics import multilabel_scores
-from destseg.training import resolve_device
 from destseg.voc import VOCLayout
 from stages.common import ParamsOption, read_params, read_run, reported, require
 from stages.params import ClsParams

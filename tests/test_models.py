@@ -68,3 +68,12 @@ def test_model_file_roundtrip_and_errors(tmp_path):
     )
     with pytest.raises(ValueError, match="weights do not fit"):
         load_model(tmp_path / "bad.pt", "classifier", torch.device("cpu"))
+
+
+def test_params_schema_knows_the_same_backbones():
+    from typing import get_args
+
+    from destseg.models.backbone import BACKBONES
+    from stages.params import Backbone
+
+    assert get_args(Backbone) == BACKBONES

@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from destseg.data import VOCDataset, train_transform
+from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model
-from destseg.training import Schedule, build_optimizer, fit, resolve_device
+from destseg.training import Schedule, build_optimizer, fit
 
 
 def _loss(model, batch):

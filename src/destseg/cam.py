@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from rich.progress import track
 
+from destseg.cam_store import save_cam
 from destseg.data import image_to_tensor
-from destseg.files import atomic_path
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.models.classifier import Classifier
 from destseg.voc import VOCLayout, load_image, load_mask
@@ -57,20 +57,6 @@ def multiscale_cam(
 def normalize_per_class(cam: torch.Tensor) -> torch.Tensor:
     """Divide each map of a (k, H, W) stack by its maximum (a map of zeros stays zero)."""
     return cam / (cam.amax(dim=(-2, -1), keepdim=True) + EPS)
-
-
-def save_cam(path: Path, classes: Sequence[int], cam: np.ndarray) -> None:
-    """Store the CAMs of one image: class indices (int) and maps (float16), compressed."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(
-            handle, classes=np.asarray(classes, dtype=np.int64), cam=cam.astype(np.float16)
-        )
-
-
-def load_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(class indices (k,), CAMs (k, H, W) float32) of one image."""
-    with np.load(path) as data:
-        return data["classes"], data["cam"].astype(np.float32)
 
 
 def cam_to_label(cam: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from destseg.data import image_to_tensor
+from destseg.device import to_device
 from destseg.metrics import confusion_matrix
-from destseg.training import to_device
 from destseg.voc import VOCLayout, load_image, load_mask, save_mask
 
 

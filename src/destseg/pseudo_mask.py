@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from destseg.cam import load_cam
+from destseg.cam_store import load_cam
 from destseg.crf import DenseCRF
 from destseg.metrics import confusion_matrix
 from destseg.voc import IGNORE_INDEX, VOCLayout, load_image, load_mask, save_mask

@@ -185,13 +185,17 @@ def _boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
     return windows.min(axis=(-2, -1)) != windows.max(axis=(-2, -1))
 
 
-def render_image(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One image (H, W, 3) uint8 and its label map (H, W) uint8 with 255 on object borders."""
+def render_image(
+    spec: SyntheticSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image (H, W, 3) uint8, its label map (H, W) uint8 with 255 on object borders, and
+    the boolean map (H, W) of the visible discriminative parts (for diagnostics only)."""
     size = spec.image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     looks = _class_looks(spec)
     image = _background(spec, yy, xx, rng)
     mask = np.zeros((size, size), dtype=np.uint8)
+    parts = np.zeros((size, size), dtype=bool)
     for _ in range(rng.integers(spec.min_objects, spec.max_objects + 1)):
         cls = int(rng.integers(spec.num_classes))
         look = looks[cls]
@@ -216,22 +220,25 @@ def render_image(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndar
         part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
         image[part] = (1 - spec.part_saliency) * colour + spec.part_saliency * look.part_colour
         mask[body | part] = cls + 1
+        parts = (parts & ~body) | part
     image += rng.normal(0, spec.noise, size=image.shape) if spec.noise > 0 else 0
     mask[_boundary_band(mask, spec.boundary_ignore)] = IGNORE_INDEX
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask, parts
 
 
 SPLITS = ("train", "val")
 
 
-def generate(spec: SyntheticSpec, seed: int) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
-    """Yield (split, image id, image, mask) for every image of every split."""
+def generate(
+    spec: SyntheticSpec, seed: int
+) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (split, image id, image, mask, part map) for every image of every split."""
     counts = {"train": spec.train_images, "val": spec.val_images}
     for split_index, split in enumerate(SPLITS):
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, split_index, i])
-            image, mask = render_image(spec, rng)
-            yield split, f"syn_{split}_{i:05d}", image, mask
+            image, mask, parts = render_image(spec, rng)
+            yield split, f"syn_{split}_{i:05d}", image, mask, parts
 
 
 def write_dataset(layout: VOCLayout, spec: SyntheticSpec, seed: int) -> dict[str, int]:
@@ -240,7 +247,7 @@ def write_dataset(layout: VOCLayout, spec: SyntheticSpec, seed: int) -> dict[str
     (layout.root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[str]] = {split: [] for split in SPLITS}
     labels: dict[str, list[int]] = {}
-    for split, image_id, image, mask in generate(spec, seed):
+    for split, image_id, image, mask, _ in generate(spec, seed):
         Image.fromarray(image).save(layout.image_path(image_id), quality=95)
         save_mask(layout.mask_path(image_id), mask)
         splits[split].append(image_id)

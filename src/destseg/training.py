@@ -20,6 +20,7 @@ from torch import nn
 from torch.optim.lr_scheduler import PolynomialLR
 from torch.utils.data import DataLoader, Dataset
 
+from destseg.device import to_device
 from destseg.files import atomic_path
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -30,15 +31,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def build_optimizer(name: str, param_groups: list[dict], momentum: float = 0.9):
@@ -62,10 +54,6 @@ def progress_bar() -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 @dataclass
