@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from destseg.cam import ThresholdSweep, generate_cams
+from destseg.cam import SWEEP_THRESHOLDS, ThresholdSweep, generate_cams
 from destseg.device import resolve_device
 from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
@@ -44,7 +44,7 @@ def main(
     device = resolve_device(run.device)
     model, _ = load_model(model_path, "classifier", device)
     num_classes = len(layout.classes)
-    sweep = ThresholdSweep(num_classes, sorted({*ThresholdSweep(1).thresholds, p.threshold}))
+    sweep = ThresholdSweep(num_classes, sorted({*SWEEP_THRESHOLDS.tolist(), p.threshold}))
     with atomic_path(out, directory=True) as tmp:
         generate_cams(model, layout, layout.ids("train"), p.scales, p.flip, device, tmp, sweep)
     table = sweep.table()

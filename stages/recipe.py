@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from dvclive import Live
 
 from destseg.data import VOCDataset
 from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model, save_model
-from destseg.training import LossFn, Schedule, build_optimizer, fit, seed_everything
+from destseg.training import LossFn, Schedule, Validate, build_optimizer, fit, seed_everything
 from stages.common import fingerprint
 from stages.params import RunParams, TrainParams
 
@@ -27,7 +25,7 @@ def train_and_save(
     out: Path,
     checkpoint: Path,
     live_dir: Path,
-    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    validate: Validate | None = None,
 ) -> None:
     """The training recipe shared by train_cls and train_seg.
 
@@ -48,17 +46,25 @@ def train_and_save(
     digest = fingerprint(p.model_dump(), config, run.seed, files=inputs)
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
-        def log_epoch(epoch: int, stats: dict[str, float]) -> None:
+        def log_epoch(epoch: int, scores: dict[str, float]) -> None:
             live.step = epoch
-            for name, value in stats.items():
-                live.log_metric(f"train/{name}", value)
-            scores = validate(model) if validate else {}
             for name, value in scores.items():
-                live.log_metric(f"val/{name}", value)
+                live.log_metric(name, value)
             live.next_step()
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in {**stats, **scores}.items())
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
             print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
 
-        fit(model, train_set, loss_fn, optimizer, schedule, device, checkpoint, digest, log_epoch)
+        fit(
+            model,
+            train_set,
+            loss_fn,
+            optimizer,
+            schedule,
+            device,
+            checkpoint,
+            digest,
+            validate=validate,
+            log=log_epoch,
+        )
     save_model(out, kind, config, model)
     checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run

@@ -12,7 +12,7 @@ def _loss(model, batch):
     return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
 
 
-def _train(layout, epochs, checkpoint, fingerprint="same"):
+def _train(layout, epochs, checkpoint, fingerprint="same", log=None):
     torch.manual_seed(0)
     config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
     model = build_model("classifier", config)
@@ -27,6 +27,8 @@ def _train(layout, epochs, checkpoint, fingerprint="same"):
         torch.device("cpu"),
         checkpoint,
         fingerprint,
+        validate=lambda m: {"score": 0.5},
+        log=log,
     )
     return model, start
 
@@ -35,9 +37,13 @@ def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
     straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt")
     partial = tmp_path / "partial.pt"
     _train_one_epoch_checkpoint(tiny_layout, partial)
-    assert torch.load(partial, weights_only=False)["epoch"] == 1
-    resumed, start = _train(tiny_layout, 2, partial)
+    assert len(torch.load(partial, weights_only=False)["history"]) == 1
+    logged = []
+    resumed, start = _train(tiny_layout, 2, partial, log=lambda e, s: logged.append((e, s)))
     assert start == 1
+    # the log gets the interrupted run's epoch replayed, then the new one
+    assert [e for e, _ in logged] == [0, 1]
+    assert logged[0][1]["val/score"] == 0.5 and "train/loss" in logged[1][1]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
@@ -48,7 +54,7 @@ def _train_one_epoch_checkpoint(layout, path):
     class Stop(Exception):
         pass
 
-    def stop(epoch, stats):
+    def stop(epoch, scores):
         raise Stop
 
     torch.manual_seed(0)
@@ -66,7 +72,8 @@ def _train_one_epoch_checkpoint(layout, path):
             torch.device("cpu"),
             path,
             "same",
-            stop,
+            validate=lambda m: {"score": 0.5},
+            log=stop,
         )
 
 

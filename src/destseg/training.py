@@ -68,7 +68,8 @@ class Schedule:
 
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
-EpochHook = Callable[[int, dict[str, float]], None]
+Validate = Callable[[nn.Module], dict[str, float]]
+EpochLog = Callable[[int, dict[str, float]], None]
 
 
 def fit(
@@ -80,13 +81,17 @@ def fit(
     device: torch.device,
     checkpoint: Path,
     fingerprint: str,
-    on_epoch_end: EpochHook | None = None,
+    validate: Validate | None = None,
+    log: EpochLog | None = None,
 ) -> int:
     """Train ``model`` in place; return the epoch it started from (0 unless it resumed).
 
-    The learning rate decays polynomially per iteration (``PolynomialLR``). ``checkpoint`` is
-    resumed only if it was written with the same ``fingerprint`` (a digest of everything that
-    determines the result), so a changed parameter never continues a stale run.
+    The learning rate decays polynomially per iteration (``PolynomialLR``). After every epoch
+    the scores ``train/loss``, ``train/lr`` and ``val/<name>`` (from ``validate``) go to
+    ``log(epoch, scores)`` and into the checkpoint's history. ``checkpoint`` is resumed only if
+    it was written with the same ``fingerprint`` (a digest of everything that determines the
+    result), so a changed parameter never continues a stale run; a resumed run first replays
+    the history to ``log``, so the log is whole whatever the interruptions.
     """
     if len(dataset) < schedule.batch_size:
         raise ValueError(
@@ -96,14 +101,18 @@ def fit(
     scheduler = PolynomialLR(
         optimizer, total_iters=schedule.epochs * steps_per_epoch, power=schedule.poly_power
     )
-    start = 0
+    history: list[dict[str, float]] = []
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start = state["epoch"]
+            history = state["history"]
+    start = len(history)
+    for epoch, scores in enumerate(history):
+        if log is not None:
+            log(epoch, scores)
     model.to(device)
     for epoch in range(start, schedule.epochs):
         torch.manual_seed(schedule.seed * 10_007 + epoch)
@@ -134,17 +143,21 @@ def fit(
                 total += loss.item() * len(batch["id"])
                 count += len(batch["id"])
                 progress.advance(task)
+        scores = {"train/loss": total / count, "train/lr": scheduler.get_last_lr()[0]}
+        if validate is not None:
+            scores |= {f"val/{name}": value for name, value in validate(model).items()}
+        history.append(scores)
         with atomic_path(checkpoint) as tmp:
             torch.save(
                 {
                     "fingerprint": fingerprint,
-                    "epoch": epoch + 1,
+                    "history": history,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                 },
                 tmp,
             )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, {"loss": total / count, "lr": scheduler.get_last_lr()[0]})
+        if log is not None:
+            log(epoch, scores)
     return start
