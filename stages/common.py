@@ -19,9 +19,14 @@ from stages.params import RunParams
 
 S = TypeVar("S", bound=BaseModel)
 
+# Options that several stages share; each stage gives the default path that dvc.yaml uses.
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="The params file to read.", dir_okay=False)
 ]
+DatasetOption = Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")]
+MetricsOption = Annotated[Path, typer.Option(help="Metrics JSON to write.")]
+CheckpointOption = Annotated[Path, typer.Option(help="Resumable checkpoint (scratch).")]
+LiveDirOption = Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")]
 
 
 class StageError(Exception):

@@ -13,7 +13,15 @@ from destseg.inference import evaluate_segmenter
 from destseg.metrics import all_background, per_class_table, segmentation_scores
 from destseg.models.checkpoint import load_model
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require
+from stages.common import (
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    reported,
+    require,
+)
 from stages.params import EvaluateParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -23,18 +31,14 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @reported
 def main(
     params: ParamsOption = Path("params.yaml"),
-    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
-        "data/dataset"
-    ),
+    dataset: DatasetOption = Path("data/dataset"),
     model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
         "data/train_seg/model.pt"
     ),
     predictions: Annotated[Path, typer.Option(help="Folder of predicted masks.")] = Path(
         "data/evaluate/prediction"
     ),
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path(
-        "data/metrics/evaluate.json"
-    ),
+    metrics: MetricsOption = Path("data/metrics/evaluate.json"),
     per_class: Annotated[Path, typer.Option(help="Per-class IoU table (CSV).")] = Path(
         "data/metrics/evaluate_per_class.csv"
     ),

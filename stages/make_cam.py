@@ -13,7 +13,15 @@ from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
 from destseg.models.checkpoint import load_model
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require
+from stages.common import (
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    reported,
+    require,
+)
 from stages.params import CamParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -23,16 +31,12 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @reported
 def main(
     params: ParamsOption = Path("params.yaml"),
-    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
-        "data/dataset"
-    ),
+    dataset: DatasetOption = Path("data/dataset"),
     model_path: Annotated[Path, typer.Option("--model", help="Classifier model file.")] = Path(
         "data/train_cls/model.pt"
     ),
     out: Annotated[Path, typer.Option(help="Folder of CAM files to write.")] = Path("data/cam"),
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path(
-        "data/metrics/make_cam.json"
-    ),
+    metrics: MetricsOption = Path("data/metrics/make_cam.json"),
     sweep_plot: Annotated[Path, typer.Option(help="mIoU per threshold (CSV).")] = Path(
         "data/plots/cam_threshold_sweep.csv"
     ),

@@ -66,8 +66,35 @@ class TrainParams(Section):
     workers: Annotated[int, Field(ge=0)]
 
 
+class LdmParams(Section):
+    """Low-Level Destruction Module: region confusion of the input image."""
+
+    enabled: StrictBool
+    grid: Annotated[int, Field(ge=1)]
+    k: Annotated[int, Field(ge=0)]
+    probability: Probability
+
+
+class MdcParams(Section):
+    """Mid-Level Distribution-and-Collection Module: patch-wise convolution of features."""
+
+    enabled: StrictBool
+    grid: Annotated[int, Field(ge=1)]
+    position: Literal[3, 4]
+    shared: StrictBool
+    activation: StrictBool
+
+
 class ClsParams(TrainParams):
-    pass
+    ldm: LdmParams
+    mdc: MdcParams
+
+    def variant(self) -> dict:
+        """The destruction modules as the classifier takes them: settings, or None when off."""
+        return {
+            "ldm": self.ldm.model_dump(exclude={"enabled"}) if self.ldm.enabled else None,
+            "mdc": self.mdc.model_dump(exclude={"enabled"}) if self.mdc.enabled else None,
+        }
 
 
 class SegParams(TrainParams):

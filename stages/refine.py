@@ -15,7 +15,7 @@ from destseg.metrics import foreground_precision_recall, segmentation_scores
 from destseg.parallel import parallel_map
 from destseg.pseudo_mask import refine_image
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, reported, require
+from stages.common import DatasetOption, MetricsOption, ParamsOption, read_params, reported, require
 from stages.params import RefineParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -25,16 +25,12 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @reported
 def main(
     params: ParamsOption = Path("params.yaml"),
-    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
-        "data/dataset"
-    ),
+    dataset: DatasetOption = Path("data/dataset"),
     cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
     out: Annotated[Path, typer.Option(help="Folder of pseudo-masks to write.")] = Path(
         "data/pseudo_mask"
     ),
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path(
-        "data/metrics/refine.json"
-    ),
+    metrics: MetricsOption = Path("data/metrics/refine.json"),
 ) -> None:
     """Write one palette PNG pseudo-mask per train image and score them against the masks."""
     p = read_params(params, "refine", RefineParams)

@@ -13,7 +13,16 @@ from destseg.device import resolve_device
 from destseg.inference import classify
 from destseg.metrics import multilabel_scores
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require
+from stages.common import (
+    CheckpointOption,
+    DatasetOption,
+    LiveDirOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    reported,
+    require,
+)
 from stages.params import ClsParams
 from stages.recipe import train_and_save
 
@@ -28,18 +37,12 @@ def multilabel_loss(model, batch):
 @reported
 def main(
     params: ParamsOption = Path("params.yaml"),
-    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
-        "data/dataset"
-    ),
+    dataset: DatasetOption = Path("data/dataset"),
     out: Annotated[Path, typer.Option(help="Model file to write.")] = Path(
         "data/train_cls/model.pt"
     ),
-    checkpoint: Annotated[Path, typer.Option(help="Resumable checkpoint.")] = Path(
-        "data/checkpoints/train_cls.pt"
-    ),
-    live_dir: Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")] = Path(
-        "data/metrics/train_cls"
-    ),
+    checkpoint: CheckpointOption = Path("data/checkpoints/train_cls.pt"),
+    live_dir: LiveDirOption = Path("data/metrics/train_cls"),
 ) -> None:
     """Train on the train split's image-level labels; score mAP and F1 on val every epoch."""
     p = read_params(params, "cls", ClsParams)
@@ -55,6 +58,7 @@ def main(
         "backbone": p.backbone,
         "num_classes": len(layout.classes) - 1,
         "output_stride": p.output_stride,
+        **p.variant(),
     }
     train_and_save(
         "classifier",

@@ -10,7 +10,16 @@ import typer
 
 from destseg.data import VOCDataset, train_transform
 from destseg.voc import IGNORE_INDEX, VOCLayout
-from stages.common import ParamsOption, read_params, read_run, reported, require
+from stages.common import (
+    CheckpointOption,
+    DatasetOption,
+    LiveDirOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    reported,
+    require,
+)
 from stages.params import SegParams
 from stages.recipe import train_and_save
 
@@ -25,21 +34,15 @@ def segmentation_loss(model, batch):
 @reported
 def main(
     params: ParamsOption = Path("params.yaml"),
-    dataset: Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")] = Path(
-        "data/dataset"
-    ),
+    dataset: DatasetOption = Path("data/dataset"),
     pseudo_masks: Annotated[Path, typer.Option(help="Folder of pseudo-masks.")] = Path(
         "data/pseudo_mask"
     ),
     out: Annotated[Path, typer.Option(help="Model file to write.")] = Path(
         "data/train_seg/model.pt"
     ),
-    checkpoint: Annotated[Path, typer.Option(help="Resumable checkpoint.")] = Path(
-        "data/checkpoints/train_seg.pt"
-    ),
-    live_dir: Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")] = Path(
-        "data/metrics/train_seg"
-    ),
+    checkpoint: CheckpointOption = Path("data/checkpoints/train_seg.pt"),
+    live_dir: LiveDirOption = Path("data/metrics/train_seg"),
 ) -> None:
     """Train on the train split with seg.labels masks (pseudo or gt), 255 ignored."""
     p = read_params(params, "seg", SegParams)

@@ -68,13 +68,23 @@ class Encoder(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
-        self.out_channels = resnet.fc.in_features
+        # channels after each stage: the last BatchNorm of the stage's last block
+        self.stage_channels = [
+            getattr(stage[-1], "bn3", stage[-1].bn2).num_features for stage in self.stages
+        ]
+        self.out_channels = self.stage_channels[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps after each of the four stages (mid-level modules tap into them)."""
+        outputs = []
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return x
+            outputs.append(x)
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage_outputs(x)[-1]
 
 
 def build_encoder(name: str, pretrained: bool, output_stride: int) -> Encoder:

@@ -1,4 +1,17 @@
-"""The multi-label classifier whose class activation maps seed the pseudo-masks (IRN style)."""
+"""The multi-label classifier whose CAMs seed the pseudo-masks, with destruction learning.
+
+Branches, each a feature map of the same shape (C x h x w), stacked on the channel axis:
+
+* ``ldm`` (optional): F^ = E(LDM(I)), the encoder on the region-confused image (training only;
+  at inference the image is not shuffled, so F^ = F);
+* the plain branch: F = E(I);
+* ``mdc`` (optional): F~, the Mid-Level Distribution-and-Collection Module applied to the output
+  of encoder stage ``position`` (3 or 4), followed by the remaining stages with shared weights.
+
+[F^ ; F ; F~] goes through global average pooling and one bias-free linear layer (a 1x1 conv).
+With the LDM and MDC off this is the plain IRN-style CAM classifier. Because the classifier is
+linear after pooling, the CAM is exact: CAM_c = w^_c . F + w_c . F + w~_c . F~.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +19,80 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from destseg.destruction import PatchConv, destruct_batch
 from destseg.models.backbone import build_encoder
 
 
 class Classifier(nn.Module):
-    """Encoder, global average pooling and a bias-free 1x1 classifier.
-
-    Keeping the classifier a bias-free linear map on pooled features is what makes the CAM
-    exact: the class score is the spatial mean of the CAM, ``score_c = mean(w_c . F)``.
-    """
-
-    def __init__(self, backbone: str, num_classes: int, pretrained: bool, output_stride: int):
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        pretrained: bool,
+        output_stride: int,
+        ldm: dict | None = None,
+        mdc: dict | None = None,
+    ):
+        """``ldm``: {grid, k, probability}; ``mdc``: {grid, position, shared, activation};
+        None switches a module off."""
         super().__init__()
         self.encoder = build_encoder(backbone, pretrained, output_stride)
-        self.classifier = nn.Conv2d(self.encoder.out_channels, num_classes, 1, bias=False)
+        self.ldm = dict(ldm) if ldm else None
+        self.mdc_position = int(mdc["position"]) if mdc else None
+        self.mdc = (
+            PatchConv(
+                self.encoder.stage_channels[self.mdc_position - 1],
+                mdc["grid"],
+                shared=mdc["shared"],
+                activation=mdc["activation"],
+            )
+            if mdc
+            else None
+        )
+        branches = 1 + (self.ldm is not None) + (self.mdc is not None)
+        self.classifier = nn.Conv2d(
+            branches * self.encoder.out_channels, num_classes, 1, bias=False
+        )
+
+    def branches(self, x: torch.Tensor, destruct: bool) -> list[torch.Tensor]:
+        """The feature maps [F^, F, F~] of the enabled branches, in that order.
+
+        With ``destruct`` the LDM branch encodes the region-confused image (one encoder pass
+        over the original and destructed images together); otherwise it reuses F.
+        """
+        n = x.shape[0]
+        if self.ldm is not None and destruct:
+            shuffled = destruct_batch(x, self.ldm["grid"], self.ldm["k"], self.ldm["probability"])
+            x = torch.cat([x, shuffled])
+        stages = self.encoder.stage_outputs(x)
+        features = stages[-1][:n]
+        out = []
+        if self.ldm is not None:
+            out.append(stages[-1][n:] if destruct else features)
+        out.append(features)
+        if self.mdc is not None:
+            mid = self.mdc(stages[self.mdc_position - 1][:n])
+            for stage in self.encoder.stages[self.mdc_position :]:
+                mid = stage(mid)
+            out.append(mid)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (N, K)."""
-        features = self.encoder(x)
-        pooled = F.adaptive_avg_pool2d(features, 1)
-        return self.classifier(pooled).flatten(1)
+        """Class logits (N, K); the LDM shuffles only in training mode."""
+        stacked = torch.cat(self.branches(x, destruct=self.training), dim=1)
+        return self.classifier(F.adaptive_avg_pool2d(stacked, 1)).flatten(1)
 
     def cam(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw class activation maps (N, K, h, w) at the encoder's resolution, before ReLU."""
-        return self.classifier(self.encoder(x))
+        """Raw class activation maps (N, K, h, w) of the unshuffled image, before ReLU."""
+        return self.classifier(torch.cat(self.branches(x, destruct=False), dim=1))
 
     def param_groups(self, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
-        """The encoder at ``lr`` and the classifier at ``lr * head_lr_mult`` (10x in IRN)."""
+        """Encoder (and MDC) at ``lr``; the linear classifier at ``lr * head_lr_mult``."""
+        body = list(self.encoder.parameters())
+        if self.mdc is not None:
+            body += list(self.mdc.parameters())
         return [
-            {"params": list(self.encoder.parameters()), "lr": lr, "weight_decay": weight_decay},
+            {"params": body, "lr": lr, "weight_decay": weight_decay},
             {
                 "params": list(self.classifier.parameters()),
                 "lr": lr * head_lr_mult,
