@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.models.classifier import Classifier  # noqa: E402
+from destseg.models.classifier import Classifier
 
 
 def main(
@@ -51,7 +51,9 @@ def main(
             loss.backward()
             optimizer.step()
         seconds = (time.perf_counter() - start) / steps
-        rows.append({"variant": name, "s/step": round(seconds, 3), "img/s": round(batch / seconds, 1)})
+        rows.append(
+            {"variant": name, "s/step": round(seconds, 3), "img/s": round(batch / seconds, 1)}
+        )
     table = pd.DataFrame(rows)
     table["relative"] = (table["s/step"] / table["s/step"].iloc[0]).round(2)
     print(f"{cls['backbone']}, batch {batch}, {size} px, {torch.get_num_threads()} threads")

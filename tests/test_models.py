@@ -77,3 +77,18 @@ def test_params_schema_knows_the_same_backbones():
     from stages.params import Backbone
 
     assert get_args(Backbone) == BACKBONES
+
+
+def test_pretrained_weights_offline_is_a_clear_error(monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision.models import _api
+
+    from destseg.models.backbone import PretrainedWeightsError
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(_api, "load_state_dict_from_url", offline)
+    with pytest.raises(PretrainedWeightsError, match=r"resnet18.*checkpoints.*pretrained: false"):
+        build_resnet("resnet18", pretrained=True)
