@@ -101,6 +101,7 @@ def fit(
     scheduler = PolynomialLR(
         optimizer, total_iters=schedule.epochs * steps_per_epoch, power=schedule.poly_power
     )
+    model.to(device)  # before loading optimizer state, which follows its parameters' device
     history: list[dict[str, float]] = []
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -113,7 +114,6 @@ def fit(
     for epoch, scores in enumerate(history):
         if log is not None:
             log(epoch, scores)
-    model.to(device)
     for epoch in range(start, schedule.epochs):
         torch.manual_seed(schedule.seed * 10_007 + epoch)
         generator = torch.Generator().manual_seed(schedule.seed * 10_007 + epoch)
