@@ -1,0 +1,56 @@
+import math
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import ablation
+
+
+def test_queue_commands_cover_every_variant_and_seed():
+    commands = ablation.queue_commands([0, 1, 2])
+    assert len(commands) == 12
+    names = [c[c.index("-n") + 1] for c in commands]
+    assert len(set(names)) == 12 and "ldm-mdc-seed2" in names
+    baseline = commands[names.index("baseline-seed1")]
+    assert "cls.ldm.enabled=false" in baseline and "cls.mdc.enabled=false" in baseline
+    assert "seed=1" in baseline and baseline[:5] == ["dvc", "exp", "run", "--queue", "-n"]
+
+
+def _row(name, cam, seg, map_=0.9):
+    return {
+        "Experiment": name,
+        "val.map": map_,
+        "data/metrics/make_cam.json:miou": cam,
+        "data/metrics/make_cam.json:fg_recall": 0.8,
+        "data/metrics/refine.json:miou": 0.6,
+        "data/metrics/evaluate.json:miou": seg,
+    }
+
+
+def test_summary_means_and_standard_deviations_by_hand():
+    rows = [
+        _row("baseline-seed0", 0.5, 0.6),
+        _row("baseline-seed1", 0.7, 0.4),
+        _row("ldm-seed0", 0.6, 0.5),
+        _row("seg-gt", 0.1, 0.1),  # not part of the ablation
+        {"Experiment": None, "rev": "workspace"},
+    ]
+    table = ablation.summarize(rows)
+    assert list(table.index) == ["baseline", "ldm"]
+    assert table.loc["baseline", ("seeds", "")] == 2
+    assert table.loc["baseline", ("CAM mIoU", "mean")] == pytest.approx(0.6)
+    assert table.loc["baseline", ("CAM mIoU", "std")] == pytest.approx(math.sqrt(0.02))
+    assert table.loc["baseline", ("segmentation mIoU", "mean")] == pytest.approx(0.5)
+    assert math.isnan(table.loc["ldm", ("CAM mIoU", "std")])
+    markdown = ablation.to_markdown(table)
+    assert "0.600 ± 0.141" in markdown
+    ldm_line = next(line for line in markdown.splitlines() if line.startswith("| ldm "))
+    assert "0.600" in ldm_line and "±" not in ldm_line
+
+
+def test_summary_without_ablation_experiments_is_an_error():
+    with pytest.raises(ValueError, match="no experiment"):
+        ablation.summarize([{"Experiment": "other"}])
