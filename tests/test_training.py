@@ -52,7 +52,7 @@ def _train_one_epoch_checkpoint(layout, path):
     """Run the 2-epoch schedule but stop after its first epoch, as a kill would."""
 
     class Stop(Exception):
-        pass
+        """Raised by the log hook, after the epoch's checkpoint is written."""
 
     def stop(epoch, scores):
         raise Stop
