@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from stages.params import RunParams
+from destseg.voc import VOCLayout
+from stages.params import RunParams, SplitParams
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -60,6 +61,25 @@ def read_run(path: Path) -> RunParams:
     return read_params(path, None, RunParams)
 
 
+def read_splits(path: Path) -> SplitParams:
+    """The ``splits`` section: which image lists the stages read."""
+    return read_params(path, "splits", SplitParams)
+
+
+def cam_ids(layout: VOCLayout, splits: SplitParams) -> tuple[list[str], set[str]]:
+    """The images that get CAMs and pseudo-masks (``splits.train``), and those of them that
+    are scored (``splits.score_cams``, which must lie inside ``splits.train``)."""
+    ids = layout.ids(splits.train)
+    scored = layout.ids(splits.score_cams)
+    outside = sorted(set(scored) - set(ids))
+    if outside:
+        raise StageError(
+            f"splits.score_cams: {len(outside)} images of {layout.split_path(splits.score_cams)} "
+            f"are not in splits.train ({splits.train}), e.g. {outside[0]}"
+        )
+    return ids, set(scored)
+
+
 def fingerprint(*parts: object, files: Iterable[Path] = ()) -> str:
     """A digest of plain values and file contents: what a resumable checkpoint must match."""
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
@@ -79,7 +99,7 @@ def reported(main: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (StageError, FileNotFoundError, ValueError, FloatingPointError) as err:
+        except (StageError, OSError, ValueError, FloatingPointError) as err:
             if os.environ.get("DESTSEG_DEBUG"):
                 raise
             Console(stderr=True).print(

@@ -19,6 +19,7 @@ from stages.common import (
     ParamsOption,
     read_params,
     read_run,
+    read_splits,
     reported,
     require,
 )
@@ -43,7 +44,7 @@ def main(
         "data/metrics/evaluate_per_class.csv"
     ),
 ) -> None:
-    """Predict every val image (evaluate.scales, evaluate.flip) and score the predictions."""
+    """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions."""
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
@@ -51,7 +52,7 @@ def main(
     model, _ = load_model(model_path, "segmenter", device)
     with atomic_path(predictions, directory=True) as tmp:
         confusion = evaluate_segmenter(
-            model, layout, layout.ids("val"), p.scales, p.flip, device, tmp
+            model, layout, layout.ids(read_splits(params).val), p.scales, p.flip, device, tmp
         )
     scores = segmentation_scores(confusion)
     scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]

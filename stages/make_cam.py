@@ -17,8 +17,10 @@ from stages.common import (
     DatasetOption,
     MetricsOption,
     ParamsOption,
+    cam_ids,
     read_params,
     read_run,
+    read_splits,
     reported,
     require,
 )
@@ -41,16 +43,18 @@ def main(
         "data/plots/cam_threshold_sweep.csv"
     ),
 ) -> None:
-    """Write one CAM file per train image; score CAMs at cam.threshold and over a sweep."""
+    """Write one CAM file per image of splits.train; score those of splits.score_cams at
+    cam.threshold and over a sweep of thresholds."""
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    ids, scored = cam_ids(layout, read_splits(params))
     device = resolve_device(run.device)
     model, _ = load_model(model_path, "classifier", device)
     num_classes = len(layout.classes)
     sweep = ThresholdSweep(num_classes, sorted({*SWEEP_THRESHOLDS.tolist(), p.threshold}))
     with atomic_path(out, directory=True) as tmp:
-        generate_cams(model, layout, layout.ids("train"), p.scales, p.flip, device, tmp, sweep)
+        generate_cams(model, layout, ids, scored, p.scales, p.flip, device, tmp, sweep)
     table = sweep.table()
     confusion = sweep.confusions[sweep.thresholds.index(p.threshold)]
     precision, recall = foreground_precision_recall(confusion)

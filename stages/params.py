@@ -40,10 +40,41 @@ class SyntheticParams(Section):
     boundary_ignore: Annotated[int, Field(ge=0)]
 
 
+Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Url = Annotated[str, Field(pattern=r"^(https?|file)://")]
+
+
+class Voc2012Params(Section):
+    """Where the VOC 2012 and SBD archives come from (a mirror keeps the official MD5)."""
+
+    download_dir: str
+    voc_url: Url
+    voc_md5: Md5
+    sbd_url: Url
+    sbd_md5: Md5
+
+
+class FolderParams(Section):
+    """A VOC-layout folder the user brings, and its class names (background first)."""
+
+    root: str
+    classes: list[str]
+
+
 class DataParams(Section):
-    source: Literal["synthetic"]
+    source: Literal["synthetic", "voc2012", "folder"]
     seed: Annotated[int, Field(ge=0)]
     synthetic: SyntheticParams
+    voc2012: Voc2012Params
+    folder: FolderParams
+
+
+class SplitParams(Section):
+    """Which image lists of the dataset each stage reads (ImageSets/Segmentation/<name>.txt)."""
+
+    train: str
+    val: str
+    score_cams: str
 
 
 class TrainParams(Section):

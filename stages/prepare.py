@@ -1,4 +1,9 @@
-"""Stage prepare: build the dataset in VOC layout (``data.source: synthetic``: the embedded one)."""
+"""Stage prepare: build the dataset in VOC layout from the source ``data.source`` names.
+
+- ``synthetic``: render the embedded dataset (runs anywhere, no download);
+- ``voc2012``: download (or reuse) PASCAL VOC 2012 and SBD, build train_aug, train and val;
+- ``folder``: validate a VOC-layout folder of the user's and copy it in.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,33 @@ from typing import Annotated
 import typer
 from rich import print as rprint
 
+from destseg.download import Archive
 from destseg.files import atomic_path
+from destseg.folder_source import import_folder
 from destseg.synthetic import SyntheticSpec, write_dataset
 from destseg.voc import VOCLayout
-from stages.common import ParamsOption, read_params, reported
+from stages.common import ParamsOption, StageError, read_params, reported
 from stages.params import DataParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
+    """Write the dataset ``data`` describes into ``out``; return the size of every list."""
+    if data.source == "synthetic":
+        return write_dataset(out, SyntheticSpec(**data.synthetic.model_dump()), data.seed)
+    if data.source == "folder":
+        if not data.folder.root:
+            raise StageError("params: data.folder.root: set it to the dataset folder")
+        return import_folder(Path(data.folder.root), data.folder.classes, out)
+    from destseg import voc2012  # scipy is only needed for this source
+
+    v = data.voc2012
+    voc = Archive(v.voc_url, voc2012.VOC_ARCHIVE.filename, v.voc_md5)
+    sbd = Archive(v.sbd_url, voc2012.SBD_ARCHIVE.filename, v.sbd_md5)
+    official = (voc.md5, sbd.md5) == (voc2012.VOC_ARCHIVE.md5, voc2012.SBD_ARCHIVE.md5)
+    expected = voc2012.TRAIN_AUG_SIZE if official else None
+    return voc2012.build(voc, sbd, Path(v.download_dir), out, expected)
 
 
 @app.command()
@@ -23,12 +48,12 @@ def main(
     params: ParamsOption = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Dataset folder to write.")] = Path("data/dataset"),
 ) -> None:
-    """Generate the synthetic dataset (JPEGImages, SegmentationClass, split lists, labels)."""
+    """Build the dataset: JPEGImages, SegmentationClass, image lists, classes and labels."""
     data = read_params(params, "data", DataParams)
-    spec = SyntheticSpec(**data.synthetic.model_dump())
     with atomic_path(out, directory=True) as tmp:
-        counts = write_dataset(VOCLayout(tmp), spec, data.seed)
-    rprint(f"prepare: {counts} images, {spec.num_classes} classes -> {out}")
+        counts = build(data, VOCLayout(tmp))
+        classes = len(VOCLayout(tmp).classes) - 1
+    rprint(f"prepare ({data.source}): {counts} images, {classes} classes -> {out}")
 
 
 if __name__ == "__main__":

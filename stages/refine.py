@@ -15,7 +15,16 @@ from destseg.metrics import foreground_precision_recall, segmentation_scores
 from destseg.parallel import parallel_map
 from destseg.pseudo_mask import refine_image
 from destseg.voc import VOCLayout
-from stages.common import DatasetOption, MetricsOption, ParamsOption, read_params, reported, require
+from stages.common import (
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    cam_ids,
+    read_params,
+    read_splits,
+    reported,
+    require,
+)
 from stages.params import RefineParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -32,11 +41,12 @@ def main(
     ),
     metrics: MetricsOption = Path("data/metrics/refine.json"),
 ) -> None:
-    """Write one palette PNG pseudo-mask per train image and score them against the masks."""
+    """Write one palette PNG pseudo-mask per image of splits.train; score those of
+    splits.score_cams against their masks."""
     p = read_params(params, "refine", RefineParams)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
-    ids = layout.ids("train")
+    ids, scored = cam_ids(layout, read_splits(params))
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     ignored = pixels = 0
@@ -49,6 +59,7 @@ def main(
             bg_threshold=p.bg_threshold,
             crf=DenseCRF(**p.crf.model_dump()),
             min_confidence=p.min_confidence,
+            scored=scored,
         )
         for image_confusion, image_ignored, image_pixels in parallel_map(
             job, ids, p.workers, "refine"

@@ -20,6 +20,7 @@ from stages.common import (
     ParamsOption,
     read_params,
     read_run,
+    read_splits,
     reported,
     require,
 )
@@ -44,15 +45,16 @@ def main(
     checkpoint: CheckpointOption = Path("data/checkpoints/train_cls.pt"),
     live_dir: LiveDirOption = Path("data/metrics/train_cls"),
 ) -> None:
-    """Train on the train split's image-level labels; score mAP and F1 on val every epoch."""
+    """Train on the image-level labels of splits.train; score mAP and F1 on splits.val."""
     p = read_params(params, "cls", ClsParams)
     run = read_run(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    train_ids = layout.ids("train")
+    splits = read_splits(params)
+    train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
         layout, train_ids, train_transform(p.crop_size, p.scale_range, p.color_jitter)
     )
-    val_set = VOCDataset(layout, layout.ids("val"))
+    val_set = VOCDataset(layout, layout.ids(splits.val))
     device = resolve_device(run.device)
     config = {
         "backbone": p.backbone,

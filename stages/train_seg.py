@@ -17,6 +17,7 @@ from stages.common import (
     ParamsOption,
     read_params,
     read_run,
+    read_splits,
     reported,
     require,
 )
@@ -44,7 +45,7 @@ def main(
     checkpoint: CheckpointOption = Path("data/checkpoints/train_seg.pt"),
     live_dir: LiveDirOption = Path("data/metrics/train_seg"),
 ) -> None:
-    """Train on the train split with seg.labels masks (pseudo or gt), 255 ignored."""
+    """Train on splits.train with seg.labels masks (pseudo or gt), 255 ignored."""
     p = read_params(params, "seg", SegParams)
     run = read_run(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
@@ -52,7 +53,7 @@ def main(
         mask_dir = require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
     else:
         mask_dir = layout.root / "SegmentationClass"
-    train_ids = layout.ids("train")
+    train_ids = layout.ids(read_splits(params).train)
     train_set = VOCDataset(
         layout,
         train_ids,

@@ -9,7 +9,10 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, TINY
+
+from destseg.synthetic import write_dataset
+from destseg.voc import VOCLayout
 
 TINY_PARAMS = {
     "data.synthetic.num_classes": 3,
@@ -41,10 +44,9 @@ def _run(args, cwd, env):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
-    repo = tmp_path_factory.mktemp("repo")
+def _reproduce(repo, overrides: dict) -> tuple:
+    """Copy the repository's code and dvc.yaml into ``repo``, write the tiny params with
+    ``overrides``, commit, and run the real ``dvc repro`` there."""
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
@@ -52,7 +54,7 @@ def repo(tmp_path_factory):
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for dotted, value in TINY_PARAMS.items():
+    for dotted, value in {**TINY_PARAMS, **overrides}.items():
         _set(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
@@ -68,6 +70,48 @@ def repo(tmp_path_factory):
     _run(["git", "commit", "-qm", "tiny"], repo, env)
     _run(["dvc", "repro"], repo, env)
     return repo, env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
+    return _reproduce(tmp_path_factory.mktemp("repo"), {})
+
+
+FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
+
+
+def _user_folder(root):
+    """A dataset as a user brings it: VOC layout, own class names, XML annotations instead of
+    masks for some train images, and a list of the train images that have masks."""
+    layout = VOCLayout(root)
+    write_dataset(layout, TINY, seed=3)
+    train = layout.ids("train")
+    unmasked = train[:4]
+    (root / "Annotations").mkdir()
+    for image_id in unmasked:
+        names = "".join(
+            f"<object><name>{FOLDER_CLASSES[c]}</name></object>" for c in layout.labels[image_id]
+        )
+        (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
+        layout.mask_path(image_id).unlink()
+    layout.write_split("scored", train[4:])
+    for name in ("classes.json", "labels.json"):  # not part of a user's folder
+        (root / name).unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_repo(tmp_path_factory):
+    """The pipeline reproduced on a VOC-layout folder of the user's (``data.source: folder``)."""
+    folder = _user_folder(tmp_path_factory.mktemp("user_dataset"))
+    overrides = {
+        "data.source": "folder",
+        "data.folder.root": str(folder),
+        "data.folder.classes": FOLDER_CLASSES,
+        "splits.score_cams": "scored",
+    }
+    return _reproduce(tmp_path_factory.mktemp("folder_repo"), overrides)
 
 
 def _json(path):
@@ -125,3 +169,15 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(_run(["dvc", "status", "--json"], root, env))
     assert set(status) == {"refine", "evaluate", "train_cls", "train_seg"}
+
+
+@pytest.mark.e2e
+def test_the_pipeline_runs_on_a_users_folder(folder_repo):
+    root, _ = folder_repo
+    dataset = VOCLayout(root / "data/dataset")
+    assert dataset.classes == FOLDER_CLASSES
+    train_ids = dataset.ids("train")
+    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
+    assert list(table["class"]) == FOLDER_CLASSES
+    assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1

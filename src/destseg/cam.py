@@ -7,7 +7,7 @@ store only those k maps, in float16, compressed, with the class indices beside t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,17 +107,19 @@ def generate_cams(
     model: Classifier,
     layout: VOCLayout,
     ids: Sequence[str],
+    scored: Collection[str],
     scales: Sequence[float],
     flip: bool,
     device: torch.device,
     out_dir: Path,
     sweep: ThresholdSweep,
 ) -> None:
-    """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir`` and
-    score them against the ground truth in ``sweep``."""
+    """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir``; score
+    those in ``scored`` against their ground truth in ``sweep``."""
     for image_id in track(ids, description="make_cam"):
         classes = layout.labels[image_id]
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         cam = multiscale_cam(model, image, classes, scales, flip).cpu().numpy()
         save_cam(out_dir / f"{image_id}.npz", classes, cam)
-        sweep.update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))
+        if image_id in scored:
+            sweep.update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))

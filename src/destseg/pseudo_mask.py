@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +56,18 @@ def refine_image(
     bg_threshold: float,
     crf: DenseCRF,
     min_confidence: float,
+    scored: Collection[str],
 ) -> tuple[np.ndarray, int, int]:
     """Write the CRF pseudo-mask of one image; return its confusion matrix against the ground
-    truth, its number of ignored pixels and its number of pixels (the ground truth only scores
-    the pseudo-mask, it never feeds into it)."""
+    truth (zeros unless the image is in ``scored``), its number of ignored pixels and its number
+    of pixels. The ground truth only scores the pseudo-mask, it never feeds into it."""
     classes, cam = load_cam(cam_dir / f"{image_id}.npz")
     image = load_image(layout.image_path(image_id))
     pseudo = crf_pseudo_mask(image, cam, classes, bg_threshold, crf, min_confidence)
     save_mask(out_dir / f"{image_id}.png", pseudo)
-    gt = load_mask(layout.mask_path(image_id))
-    confusion = confusion_matrix(gt, pseudo, len(layout.classes))
+    num_classes = len(layout.classes)
+    if image_id in scored:
+        confusion = confusion_matrix(load_mask(layout.mask_path(image_id)), pseudo, num_classes)
+    else:
+        confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     return confusion, int((pseudo == IGNORE_INDEX).sum()), pseudo.size

@@ -1,0 +1,110 @@
+"""PASCAL VOC 2012 with the SBD masks: the archives, the train_aug list, and the dataset build.
+
+The standard WSSS setting (method.md): networks train on train_aug = (SBD train + SBD val + VOC
+train) minus VOC val, 10,582 images; CAMs and pseudo-masks are scored on VOC train (1,464), the
+segmenter on VOC val (1,449). Image-level labels come from the VOC XML annotations. Masks come from
+VOC's SegmentationClass where it has one, else from SBD's ``cls/*.mat`` (converted to palette
+PNGs); they only ever score results or train the fully supervised upper bound.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import scipy.io.matlab
+from torchvision.datasets import SBDataset
+from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+from destseg.download import Archive, extract, fetch, under
+from destseg.folder_source import DatasetError, import_folder
+from destseg.voc import VOCLayout, save_mask
+
+CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]  # fmt: skip
+TRAIN_AUG_SIZE = 10_582
+
+_VOC = DATASET_YEAR_DICT["2012"]
+VOC_ARCHIVE = Archive(_VOC["url"], _VOC["filename"], _VOC["md5"])
+SBD_ARCHIVE = Archive(SBDataset.url, SBDataset.filename, SBDataset.md5)
+VOC_DIR = _VOC["base_dir"]  # VOCdevkit/VOC2012
+SBD_DIR = "benchmark_RELEASE/dataset"
+
+
+def train_aug_ids(
+    sbd_train: Iterable[str], sbd_val: Iterable[str], voc_train: Iterable[str],
+    voc_val: Iterable[str],
+) -> list[str]:  # fmt: skip
+    """(SBD train + SBD val + VOC train) minus VOC val, sorted."""
+    return sorted((set(sbd_train) | set(sbd_val) | set(voc_train)) - set(voc_val))
+
+
+def sbd_mask(path: Path) -> np.ndarray:
+    """The class map of an SBD ``cls/<id>.mat`` file (struct GTcls, field Segmentation)."""
+    try:
+        segmentation = scipy.io.loadmat(path)["GTcls"]["Segmentation"][0][0]
+    except (OSError, ValueError, KeyError, IndexError, scipy.io.matlab.MatReadError) as err:
+        raise DatasetError(f"{path}: not an SBD class file ({err})") from None
+    return np.asarray(segmentation, dtype=np.uint8)
+
+
+def _read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: list not found in the archive")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def stage(voc_root: Path, sbd_root: Path) -> dict[str, list[str]]:
+    """Turn the extracted archives into one VOC-layout folder at ``voc_root``, in place.
+
+    Writes the lists train_aug, train and val, and a mask for every train_aug image without
+    one (from SBD); returns the lists.
+    """
+    segmentation = voc_root / "ImageSets" / "Segmentation"
+    voc_train = _read_list(segmentation / "train.txt")
+    voc_val = _read_list(segmentation / "val.txt")
+    aug = train_aug_ids(
+        _read_list(sbd_root / "train.txt"), _read_list(sbd_root / "val.txt"), voc_train, voc_val
+    )
+    layout = VOCLayout(voc_root)
+    for image_id in aug:
+        if not layout.mask_path(image_id).is_file():
+            save_mask(layout.mask_path(image_id), sbd_mask(sbd_root / "cls" / f"{image_id}.mat"))
+    lists = {"train_aug": aug, "train": voc_train, "val": voc_val}
+    for old in segmentation.glob("*.txt"):  # trainval.txt: not a list the pipeline uses
+        old.unlink()
+    for name, ids in lists.items():
+        layout.write_split(name, ids)
+    return lists
+
+
+def build(
+    voc: Archive, sbd: Archive, download_dir: Path, out: VOCLayout, expected_train_aug: int | None
+) -> dict[str, int]:
+    """Fetch (or reuse) both archives, extract what the pipeline reads, write ``out``.
+
+    ``expected_train_aug`` is checked when given: 10,582 for the official archives.
+    """
+    voc_tar, sbd_tar = fetch(voc, download_dir), fetch(sbd, download_dir)
+    scratch = download_dir / ".extracted"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        parts = ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation")
+        extract(voc_tar, scratch, under(*(f"{VOC_DIR}/{part}" for part in parts)))
+        sbd_parts = ("cls", "train.txt", "val.txt")
+        extract(sbd_tar, scratch, under(*(f"{SBD_DIR}/{part}" for part in sbd_parts)))
+        lists = stage(scratch / VOC_DIR, scratch / SBD_DIR)
+        if expected_train_aug is not None and len(lists["train_aug"]) != expected_train_aug:
+            raise DatasetError(
+                f"{sbd_tar}: train_aug has {len(lists['train_aug'])} images, expected "
+                f"{expected_train_aug}; the archives are not the official ones"
+            )
+        return import_folder(scratch / VOC_DIR, CLASSES, out, move=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
