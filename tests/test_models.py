@@ -92,3 +92,17 @@ def test_pretrained_weights_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(_api, "load_state_dict_from_url", offline)
     with pytest.raises(PretrainedWeightsError, match=r"resnet18.*checkpoints.*pretrained: false"):
         build_resnet("resnet18", pretrained=True)
+
+
+def test_pretrained_weights_load_from_a_placed_file(monkeypatch, tmp_path):
+    """Offline, the file the error message names is what pretrained: true loads."""
+    from torchvision.models import ResNet18_Weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    reference = build_resnet("resnet18", pretrained=False)
+    (tmp_path / "checkpoints").mkdir()
+    filename = ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+    torch.save(reference.state_dict(), tmp_path / "checkpoints" / filename)
+    loaded = build_resnet("resnet18", pretrained=True)
+    assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
+    assert torch.equal(loaded.fc.bias, reference.fc.bias)

@@ -55,6 +55,29 @@ def segment(
     return total / len(scales)
 
 
+def predict(
+    model: nn.Module, path: Path, scales: Sequence[float], flip: bool, device: torch.device
+) -> np.ndarray:
+    """The label map (H, W) uint8 that ``model`` predicts for the image file ``path``."""
+    image = image_to_tensor(load_image(path)).to(device)
+    return segment(model, image, scales, flip).argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def export_predictions(
+    model: nn.Module,
+    images: Sequence[Path],
+    scales: Sequence[float],
+    flip: bool,
+    device: torch.device,
+    out_dir: Path,
+) -> None:
+    """Write ``<out_dir>/<image stem>.png`` (VOC palette) for every image file of ``images``:
+    predictions without ground truth, e.g. for the VOC test server."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in track(images, description="export"):
+        save_mask(out_dir / f"{path.stem}.png", predict(model, path, scales, flip, device))
+
+
 def evaluate_segmenter(
     model: nn.Module,
     layout: VOCLayout,
@@ -69,8 +92,7 @@ def evaluate_segmenter(
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     for image_id in track(ids, description="evaluate"):
-        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
-        pred = segment(model, image, scales, flip).argmax(0).to(torch.uint8).cpu().numpy()
+        pred = predict(model, layout.image_path(image_id), scales, flip, device)
         save_mask(out_dir / f"{image_id}.png", pred)
         confusion += confusion_matrix(load_mask(layout.mask_path(image_id)), pred, num_classes)
     return confusion

@@ -1,0 +1,97 @@
+"""Predict a folder of test images and pack them as the VOC evaluation server expects.
+
+The PASCAL VOC 2012 test set has no public masks: its score comes from uploading predictions to
+the evaluation server (host.robots.ox.ac.uk, an account is needed). The server wants a tar of
+
+    results/VOC2012/Segmentation/<competition>_test_cls/<image id>.png   (VOC palette PNGs)
+
+with ``comp6`` for methods trained on data beyond VOC 2012 (ImageNet weights, SBD masks: the
+WSSS papers' setting) and ``comp5`` for VOC 2012 data only. Uses the segmenter of the pipeline
+and the ``evaluate`` params (scales, flip) and ``device`` of params.yaml:
+
+    python scripts/export_voc_test.py --images VOC2012_test/VOCdevkit/VOC2012/JPEGImages \\
+        --list VOC2012_test/VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt
+
+writes data/voc_test/results/... and data/voc_test/results.tar.gz (upload that file).
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+# the checkout's own library and stages, whichever copy of destseg is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from destseg.device import resolve_device
+from destseg.files import atomic_path
+from destseg.inference import export_predictions
+from destseg.models.checkpoint import load_model
+from stages.common import (
+    ParamsOption,
+    StageError,
+    read_params,
+    read_run,
+    reported,
+    require,
+)
+from stages.params import EvaluateParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def image_files(images: Path, id_list: Path | None) -> list[Path]:
+    """The JPEG files to predict: those named in ``id_list``, or every .jpg of ``images``."""
+    require(images, "test image folder")
+    if id_list is None:
+        paths = sorted(images.glob("*.jpg"))
+        if not paths:
+            raise StageError(f"{images}: no .jpg images")
+        return paths
+    ids = [line.strip() for line in require(id_list, "id list").read_text().splitlines()]
+    paths = [images / f"{i}.jpg" for i in ids if i]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise StageError(f"{missing[0]}: image of {id_list} not found ({len(missing)} missing)")
+    return paths
+
+
+@app.command()
+@reported
+def main(
+    images: Annotated[Path, typer.Option(help="Folder of test images (<id>.jpg).")],
+    id_list: Annotated[
+        Path | None, typer.Option("--list", help="Ids to predict (default: every .jpg).")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
+        "data/train_seg/model.pt"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for results/ and results.tar.gz.")] = Path(
+        "data/voc_test"
+    ),
+    competition: Annotated[
+        Literal["comp5", "comp6"], typer.Option(help="comp6: trained with more than VOC data.")
+    ] = "comp6",
+) -> None:
+    """Write the predictions in the server's layout, then the archive to upload."""
+    p = read_params(params, "evaluate", EvaluateParams)
+    device = resolve_device(read_run(params).device)
+    paths = image_files(images, id_list)
+    model, _ = load_model(model_path, "segmenter", device)
+    results = out / "results"
+    with atomic_path(results, directory=True) as tmp:
+        folder = tmp / "VOC2012" / "Segmentation" / f"{competition}_test_cls"
+        export_predictions(model, paths, p.scales, p.flip, device, folder)
+    with atomic_path(out / "results.tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
+        tar.add(results, arcname="results")
+    print(f"export: {len(paths)} predictions -> {out / 'results.tar.gz'}")
+
+
+if __name__ == "__main__":
+    app()
