@@ -3,13 +3,14 @@
 Queue the experiments (DVC experiments with -S overrides, one per variant and seed), run them,
 then collect their metrics into a table (mean and standard deviation per variant):
 
-    python scripts/ablation.py queue --seeds 0 1 2
+    python scripts/ablation.py queue --seeds 0 --seeds 1 --seeds 2
     dvc queue start            # runs them one after another; `dvc queue status` to follow
     python scripts/ablation.py collect --out data/ablation
 
-`collect` reads every experiment named `<variant>-seed<N>` from `dvc exp show` (experiments of the
-current commit: collect on the commit they were queued from) and writes `<out>.csv` (one row per
-variant) and `<out>.md` (the same as a markdown table, mean ± standard deviation over seeds).
+`collect` reads every finished experiment named `<variant>-seed<N>` from `dvc exp show`
+(experiments of the current commit: collect on the commit they were queued from) and writes
+`<out>.csv` (one row per variant), `<out>.md` (the same as a markdown table, mean ± standard
+deviation over seeds) and `<out>_runs.csv` (one row per experiment).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ METRICS = [
     ("segmentation mIoU", "data/metrics/evaluate.json", "miou"),
 ]
 
+# `dvc exp show` states of experiments whose metrics are their own (None: run outside the queue)
+FINISHED = (None, "Success")
 NAME = re.compile(r"^(?P<variant>[a-z-]+)-seed(?P<seed>\d+)$")
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -62,12 +65,14 @@ def _metric(row: dict, file: str, key: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def summarize(rows: list[dict]) -> pd.DataFrame:
-    """Mean and standard deviation of every metric per variant, from `dvc exp show` rows."""
+def runs(rows: list[dict]) -> pd.DataFrame:
+    """One row per finished ablation experiment (variant, seed, metrics) from `dvc exp show`."""
     records = []
     for row in rows:
         match = NAME.match(str(row.get("Experiment") or ""))
         if match is None or match["variant"] not in VARIANTS:
+            continue
+        if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
             continue
         record = {"variant": match["variant"], "seed": int(match["seed"])}
         record |= {column: _metric(row, file, key) for column, file, key in METRICS}
@@ -75,11 +80,16 @@ def summarize(rows: list[dict]) -> pd.DataFrame:
     if not records:
         raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
     frame = pd.DataFrame(records)
+    frame["order"] = frame["variant"].map(list(VARIANTS).index)
+    return frame.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of every metric per variant, from :func:`runs`."""
     grouped = frame.groupby("variant", sort=False)
     table = grouped[[column for column, _, _ in METRICS]].agg(["mean", "std"])
     table.insert(0, ("seeds", ""), grouped["seed"].nunique())
-    order = [v for v in VARIANTS if v in table.index]
-    return table.loc[order]
+    return table
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -106,11 +116,14 @@ def queue(seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0
 def collect(
     out: Annotated[Path, typer.Option(help="Output path without suffix.")] = Path("data/ablation"),
 ):
-    """Collect the experiments' metrics into <out>.csv and <out>.md."""
+    """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
+    <out>_runs.csv (per experiment)."""
     import dvc.api
 
-    table = summarize(dvc.api.exp_show())
+    frame = runs(dvc.api.exp_show())
+    table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     table.to_csv(out.with_suffix(".csv"))
     markdown = to_markdown(table)
     out.with_suffix(".md").write_text(markdown + "\n")

@@ -34,11 +34,20 @@ def test_summary_means_and_standard_deviations_by_hand():
     rows = [
         _row("baseline-seed0", 0.5, 0.6),
         _row("baseline-seed1", 0.7, 0.4),
-        _row("ldm-seed0", 0.6, 0.5),
+        {**_row("ldm-seed0", 0.6, 0.5), "State": "Success"},
         _row("seg-gt", 0.1, 0.1),  # not part of the ablation
+        {**_row("ldm-seed1", 0.9, 0.9), "State": "Running"},  # stale metrics until it finishes
+        {**_row("ldm-seed2", 0.9, 0.9), "State": "Queued"},
+        {**_row("ldm-seed3", 0.9, 0.9), "State": "Failed"},
         {"Experiment": None, "rev": "workspace"},
     ]
-    table = ablation.summarize(rows)
+    frame = ablation.runs(rows)
+    assert list(zip(frame["variant"], frame["seed"], strict=True)) == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("ldm", 0),
+    ]
+    table = ablation.summarize(frame)
     assert list(table.index) == ["baseline", "ldm"]
     assert table.loc["baseline", ("seeds", "")] == 2
     assert table.loc["baseline", ("CAM mIoU", "mean")] == pytest.approx(0.6)
@@ -53,4 +62,4 @@ def test_summary_means_and_standard_deviations_by_hand():
 
 def test_summary_without_ablation_experiments_is_an_error():
     with pytest.raises(ValueError, match="no experiment"):
-        ablation.summarize([{"Experiment": "other"}])
+        ablation.runs([{"Experiment": "other"}])
