@@ -4,7 +4,8 @@ Regenerates the part maps of the synthetic train images from params.yaml (the da
 store them) and averages the stored normalised CAM (data/cam) of each labelled class over the
 part pixels of that class's objects, over the rest of those objects, and over the background.
 A classifier that relies on the discriminative parts has a CAM much stronger on the parts than
-on the bodies: the gap that weakly supervised methods try to close.
+on the bodies: the gap that weakly supervised methods try to close. Also the share of each
+region's pixels at or above ``cam.threshold`` (for the background: the false positives).
 
     python benchmarks/cam_profile.py [--params params.yaml] [--cams data/cam]
 """
@@ -15,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 import yaml
@@ -30,7 +30,8 @@ def main(
     params: Annotated[Path, typer.Option()] = Path("params.yaml"),
     cams: Annotated[Path, typer.Option()] = Path("data/cam"),
 ) -> None:
-    data = yaml.safe_load(params.read_text())["data"]
+    config = yaml.safe_load(params.read_text())
+    data, threshold = config["data"], config["cam"]["threshold"]
     spec = SyntheticSpec(**data["synthetic"])
     rows = []
     for split, image_id, _, mask, parts in generate(spec, data["seed"]):
@@ -39,14 +40,19 @@ def main(
         classes, cam = load_cam(cams / f"{image_id}.npz")
         for k, cls in enumerate(classes):
             objects = mask == cls
-            rows.append(
-                {
-                    "part": cam[k][objects & parts].mean() if (objects & parts).any() else np.nan,
-                    "body": cam[k][objects & ~parts].mean(),
-                    "background": cam[k][mask == 0].mean(),
-                }
-            )
-    table = pd.DataFrame(rows).mean().round(3).rename("mean normalised CAM").to_frame()
+            regions = {"part": objects & parts, "body": objects & ~parts, "background": mask == 0}
+            for region, pixels in regions.items():
+                if pixels.any():
+                    rows.append(
+                        {
+                            "region": region,
+                            "mean normalised CAM": cam[k][pixels].mean(),
+                            f"share >= cam.threshold ({threshold})": (
+                                cam[k][pixels] >= threshold
+                            ).mean(),
+                        }
+                    )
+    table = pd.DataFrame(rows).groupby("region", sort=False).mean().round(3)
     print(table.to_markdown())
 
 
