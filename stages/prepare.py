@@ -32,7 +32,7 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
         if not data.folder.root:
             raise StageError("params: data.folder.root: set it to the dataset folder")
         return import_folder(Path(data.folder.root), data.folder.classes, out)
-    from destseg import voc2012  # scipy is only needed for this source
+    from destseg import voc2012  # torchvision and scipy load only for this source
 
     v = data.voc2012
     voc = Archive(v.voc_url, voc2012.VOC_ARCHIVE.filename, v.voc_md5)

@@ -81,7 +81,10 @@ def test_stage_code_deps_are_all_used(stage):
 def test_stage_params_exist_and_metrics_are_uncached(stage):
     spec = DVC[stage]
     for key in spec.get("params", []):
-        assert key.split(".")[0] in PARAMS
+        node = PARAMS
+        for part in key.split("."):  # every level of a dotted key, e.g. splits.score_cams
+            assert isinstance(node, dict) and part in node, f"{stage}: {key} not in params.yaml"
+            node = node[part]
     for entry in spec.get("metrics", []) + spec.get("plots", []):
         ((_, options),) = entry.items()
         assert options["cache"] is False
