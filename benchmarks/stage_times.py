@@ -13,11 +13,13 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
-STAGES = ["prepare", "train_cls", "make_cam", "refine", "train_seg", "evaluate"]
+STAGES = list(yaml.safe_load(Path("dvc.yaml").read_text())["stages"])  # written in DAG order
 
 
 def main() -> None:

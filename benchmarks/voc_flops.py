@@ -4,7 +4,7 @@ No GPU has been lent to this project yet, so the README's VOC timings are estima
 counted FLOPs (``torch.utils.flop_counter``, multiply-add = 2 FLOPs) divided by an assumed
 sustained throughput (``--tflops``, default 20 TFLOP/s: a guess for plain fp32/TF32 PyTorch
 ResNet-50 training on one H100, well below its peak; replace it with a measured one).
-Image sizes: 512 x 512 training crops; a typical 500 x 375 VOC image for inference.
+Image sizes: the configured training crops; a typical 500 x 375 VOC image for inference.
 
     python benchmarks/voc_flops.py [--config configs/voc2012.yaml] [--tflops 20]
 """
@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from destseg.models.affinity import AffinityNet
 from destseg.models.classifier import Classifier
 from destseg.models.segmenter import Segmenter
 
@@ -58,7 +59,7 @@ def main(
     tflops: Annotated[float, typer.Option(help="Assumed sustained TFLOP/s.")] = 20.0,
 ) -> None:
     p = yaml.safe_load(config.read_text())
-    cls, seg = p["cls"], p["seg"]
+    cls, seg, aff = p["cls"], p["seg"], p["aff"]
     variant = {
         "ldm": {k: v for k, v in cls["ldm"].items() if k != "enabled"}
         if cls["ldm"]["enabled"]
@@ -70,6 +71,9 @@ def main(
     classifier = Classifier(cls["backbone"], 20, False, cls["output_stride"], **variant)
     plain = Classifier(cls["backbone"], 20, False, cls["output_stride"])
     segmenter = Segmenter(seg["backbone"], 21, False, seg["output_stride"])
+    affinity = AffinityNet(
+        aff["backbone"], False, aff["output_stride"], aff["feature_stride"], aff["radius"]
+    )
     classifier.eval()
     rows = [
         (
@@ -87,6 +91,8 @@ def main(
             infer_flops(classifier.eval().cam, p["cam"]["scales"], p["cam"]["flip"]),
             TRAIN_AUG,
         ),
+        ("train_aff", train_flops(affinity, aff["crop_size"]), TRAIN_AUG * aff["epochs"]),
+        ("propagate (network only)", infer_flops(affinity.eval(), [1.0], False), TRAIN_AUG),
         ("train_seg", train_flops(segmenter, seg["crop_size"]), TRAIN_AUG * seg["epochs"]),
         (
             "evaluate",

@@ -29,6 +29,9 @@ MetricsOption = Annotated[Path, typer.Option(help="Metrics JSON to write.")]
 CheckpointOption = Annotated[Path, typer.Option(help="Resumable checkpoint (scratch).")]
 LiveDirOption = Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")]
 
+# train_aff writes its model under this name in its folder; an empty folder means no affinity.
+AFFINITY_MODEL_FILE = "model.pt"
+
 
 class StageError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""

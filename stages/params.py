@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 # The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal); spelled out
 # so that reading params does not import torch.
@@ -147,8 +147,44 @@ class CrfParams(Section):
     bilateral_compat: Annotated[float, Field(ge=0)]
 
 
+class AffLabelsParams(Section):
+    """Confident regions of the CAMs that AffinityNet learns from (stage aff_labels)."""
+
+    conf_fg: Annotated[float, Field(gt=0, lt=1)]
+    conf_bg: Annotated[float, Field(gt=0, lt=1)]
+    crf: StrictBool
+    workers: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AffLabelsParams:
+        if self.conf_bg > self.conf_fg:
+            raise ValueError(f"conf_bg ({self.conf_bg}) must not exceed conf_fg ({self.conf_fg})")
+        return self
+
+
+class AffParams(TrainParams):
+    """AffinityNet and its training (stage train_aff)."""
+
+    radius: Annotated[int, Field(ge=2, le=12)]
+    feature_stride: Literal[4, 8]
+
+
+class PropagateParams(Section):
+    """The random walk over the predicted affinities (stage propagate)."""
+
+    beta: Positive
+    exp_times: Annotated[int, Field(ge=0, le=12)]
+
+
+RefineMethod = Literal["crf", "affinity", "affinity+crf"]
+# The methods that need the affinity stages (aff_labels, train_aff, propagate).
+AFFINITY_METHODS = ("affinity", "affinity+crf")
+
+
 class RefineParams(Section):
+    method: RefineMethod
     bg_threshold: Annotated[float, Field(gt=0, lt=1)]
+    propagated_bg_threshold: Annotated[float, Field(gt=0, lt=1)]
     min_confidence: Probability
     workers: Annotated[int, Field(ge=1)]
     crf: CrfParams

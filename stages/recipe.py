@@ -1,4 +1,4 @@
-"""The training recipe shared by the train_cls and train_seg stages."""
+"""The training recipe shared by the train_cls, train_aff and train_seg stages."""
 
 from __future__ import annotations
 
@@ -26,15 +26,16 @@ def train_and_save(
     checkpoint: Path,
     live_dir: Path,
     validate: Validate | None = None,
+    plots: bool = True,
 ) -> None:
-    """The training recipe shared by train_cls and train_seg.
+    """The training recipe shared by train_cls, train_aff and train_seg.
 
     Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
     (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
-    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``) and writes the
-    model file with its config. The checkpoint is scratch, not a DVC output: a clone or a
-    ``dvc exp run --temp`` copy without it must not look out of date; it is deleted once the
-    model file is written.
+    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``; per-epoch plot
+    files unless ``plots`` is off) and writes the model file with its config. The checkpoint is
+    scratch, not a DVC output: a clone or a ``dvc exp run --temp`` copy without it must not look
+    out of date; it is deleted once the model file is written.
     """
     device = resolve_device(run.device)
     seed_everything(run.seed)
@@ -49,7 +50,7 @@ def train_and_save(
         def log_epoch(epoch: int, scores: dict[str, float]) -> None:
             live.step = epoch
             for name, value in scores.items():
-                live.log_metric(name, value)
+                live.log_metric(name, value, plot=plots)
             live.next_step()
             shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
             print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)

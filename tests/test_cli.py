@@ -9,7 +9,17 @@ import yaml
 from conftest import ROOT
 from typer.testing import CliRunner
 
-STAGES = ["prepare", "train_cls", "make_cam", "refine", "train_seg", "evaluate"]
+STAGES = [
+    "prepare",
+    "train_cls",
+    "make_cam",
+    "aff_labels",
+    "train_aff",
+    "propagate",
+    "refine",
+    "train_seg",
+    "evaluate",
+]
 runner = CliRunner()
 
 
@@ -79,6 +89,10 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
         ("prepare", {"data.synthetic.body_saliency": -1}, "data.synthetic.body_saliency"),
         ("evaluate", {"device": "gpu0"}, "device"),
         ("train_cls", {"cls.unknown_knob": 1}, "cls.unknown_knob"),
+        ("refine", {"refine.method": "walk"}, "refine.method"),
+        ("aff_labels", {"aff_labels.conf_bg": 0.5}, "conf_bg (0.5) must not exceed conf_fg"),
+        ("train_aff", {"aff.feature_stride": 2}, "aff.feature_stride"),
+        ("propagate", {"propagate.exp_times": -1}, "propagate.exp_times"),
     ],
 )
 def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
@@ -94,7 +108,10 @@ def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
     [
         ("train_cls", ["--dataset", "nowhere"], "nowhere"),
         ("make_cam", ["--model", "missing.pt"], "missing.pt"),
-        ("refine", ["--cams", "no_cams"], "no_cams"),
+        ("refine", ["--propagated", "no_walk"], "no_walk"),
+        ("aff_labels", ["--cams", "no_cams"], "no_cams"),
+        ("train_aff", ["--aff-labels", "no_labels"], "no_labels"),
+        ("propagate", ["--model-dir", "no_model"], "no_model"),
         ("evaluate", ["--model", "missing.pt"], "missing.pt"),
     ],
 )
@@ -112,3 +129,13 @@ def test_missing_params_file(tmp_path):
     app = importlib.import_module("stages.prepare").app
     result = runner.invoke(app, ["--params", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1 and "params file not found" in result.output
+
+
+def test_an_affinity_method_without_propagated_cams_says_what_to_run(tmp_path, tiny_layout):
+    app = importlib.import_module("stages.refine").app
+    params = _params(tmp_path, **{"refine.method": "affinity"})
+    (tmp_path / "propagated").mkdir()  # what propagate leaves when no affinity was needed
+    args = ["--params", str(params), "--dataset", str(tiny_layout.root)]
+    result = runner.invoke(app, [*args, "--propagated", str(tmp_path / "propagated")])
+    assert result.exit_code == 1
+    assert "no propagated CAMs" in result.output and "refine.method affinity" in result.output

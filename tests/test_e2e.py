@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,11 @@ TINY_PARAMS = {
     "cls.batch_size": 8,
     "cls.epochs": 2,
     "cam.scales": [1.0, 0.5],
+    "refine.method": "affinity+crf",  # every stage really runs
+    "aff.crop_size": 64,
+    "aff.batch_size": 8,
+    "aff.epochs": 1,
+    "propagate.exp_times": 4,
     "seg.crop_size": 64,
     "seg.batch_size": 8,
     "seg.epochs": 1,
@@ -126,9 +132,13 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     assert 0 <= train_cls["val"]["map"] <= 1 and 0 <= train_cls["val"]["f1"] <= 1
     assert train_cls["train"]["loss"] > 0 and train_cls["step"] >= 1
     cam = _json(metrics / "make_cam.json")
+    aff_labels = _json(metrics / "aff_labels.json")
     refine = _json(metrics / "refine.json")
     evaluate = _json(metrics / "evaluate.json")
-    for scores in (cam, refine, evaluate):
+    train_aff = _json(metrics / "train_aff" / "metrics.json")
+    assert 0 <= train_aff["val"]["balanced_accuracy"] <= 1 and train_aff["train"]["loss"] > 0
+    assert 0 < aff_labels["ignored_fraction"] < 1
+    for scores in (cam, aff_labels, refine, evaluate):
         for key in ("miou",):
             assert 0 <= scores[key] <= 1
     for key in ("fg_precision", "fg_recall", "all_background_miou"):
@@ -148,7 +158,9 @@ def test_outputs_are_complete(repo):
     root, _ = repo
     train_ids = (root / "data/dataset/ImageSets/Segmentation/train.txt").read_text().split()
     val_ids = (root / "data/dataset/ImageSets/Segmentation/val.txt").read_text().split()
-    assert sorted(p.stem for p in (root / "data/cam").iterdir()) == sorted(train_ids)
+    for folder in ("cam", "aff_labels", "propagated_cam"):
+        assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_ids)
+    assert [p.name for p in (root / "data/train_aff").iterdir()] == ["model.pt"]
     assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
     predictions = root / "data/evaluate/prediction"
     assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
@@ -168,7 +180,39 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     params["seed"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(_run(["dvc", "status", "--json"], root, env))
-    assert set(status) == {"refine", "evaluate", "train_cls", "train_seg"}
+    assert set(status) == {"refine", "evaluate", "train_cls", "train_aff", "train_seg"}
+
+
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+@pytest.mark.e2e
+def test_refine_method_runs_only_the_stages_it_needs(repo):
+    root, env = repo
+    _run(["git", "checkout", "params.yaml"], root, env)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    before = _json(root / "data/metrics/refine.json")
+    # affinity+crf -> affinity: the same affinity labels, model and walk; only refine reruns
+    params["refine"]["method"] = "affinity"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _stages_run(_run(["dvc", "repro"], root, env))
+    assert ran == {"aff_labels", "refine", "train_seg", "evaluate"}
+    assert _json(root / "data/metrics/refine.json").keys() == before.keys()
+    # -> crf: the affinity stages empty their outputs instead of training
+    params["refine"]["method"] = "crf"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = _run(["dvc", "repro"], root, env)
+    assert "not trained" in output and "nothing propagated" in output
+    for folder in ("aff_labels", "train_aff", "propagated_cam"):
+        assert not any((root / "data" / folder).iterdir())
+    assert _json(root / "data/metrics/aff_labels.json") == {}
+    assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
+    # back to affinity+crf: DVC's run cache restores every stage, nothing is retrained
+    _run(["git", "checkout", "params.yaml"], root, env)
+    output = _run(["dvc", "repro"], root, env)
+    assert not _stages_run(output)
+    assert _json(root / "data/metrics/refine.json") == before
 
 
 @pytest.mark.e2e

@@ -1,7 +1,7 @@
 """Model files that carry their own architecture, so later stages rebuild the exact network.
 
-A model file holds ``kind`` (classifier or segmenter), the ``config`` the network was built
-with, and the weights. Loading rebuilds the network from the stored config, never from the
+A model file holds ``kind`` (classifier, segmenter or affinity), the ``config`` the network was
+built with, and the weights. Loading rebuilds the network from the stored config, never from the
 current params, and a file of the wrong kind or with mismatched weights is a clear error.
 """
 
@@ -14,10 +14,15 @@ import torch
 from torch import nn
 
 from destseg.files import atomic_path
+from destseg.models.affinity import AffinityNet
 from destseg.models.classifier import Classifier
 from destseg.models.segmenter import Segmenter
 
-BUILDERS: dict[str, type[nn.Module]] = {"classifier": Classifier, "segmenter": Segmenter}
+BUILDERS: dict[str, type[nn.Module]] = {
+    "classifier": Classifier,
+    "segmenter": Segmenter,
+    "affinity": AffinityNet,
+}
 
 
 def build_model(kind: str, config: dict[str, Any], pretrained: bool = False) -> nn.Module:

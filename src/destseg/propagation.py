@@ -1,0 +1,37 @@
+"""CAM propagation over a dataset: AffinityNet's affinities of each image, then the walk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.progress import track
+
+from destseg.cam_store import load_cam, save_cam
+from destseg.data import image_to_tensor
+from destseg.models.affinity import AffinityNet
+from destseg.random_walk import propagate_cam
+from destseg.voc import VOCLayout, load_image
+
+
+@torch.no_grad()
+def propagate_cams(
+    model: AffinityNet,
+    layout: VOCLayout,
+    ids: Sequence[str],
+    cam_dir: Path,
+    out_dir: Path,
+    beta: float,
+    exp_times: int,
+    device: torch.device,
+) -> None:
+    """Write the propagated CAMs of every image of ``ids`` to ``out_dir``, in the format of the
+    CAM files (same classes, image size, per-class max 1), so refinement reads either."""
+    model.eval()
+    for image_id in track(ids, description="propagate"):
+        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
+        affinity = model(image[None])[0].float().cpu()
+        classes, cam = load_cam(cam_dir / f"{image_id}.npz")
+        walked = propagate_cam(torch.from_numpy(cam), affinity, model.radius, beta, exp_times)
+        save_cam(out_dir / f"{image_id}.npz", classes, walked.numpy())

@@ -1,0 +1,69 @@
+"""Stage aff_labels: confident foreground and background regions of the CAMs, the labels
+AffinityNet trains on. Writes nothing (an empty folder) when refine.method needs no affinity."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from destseg.crf import DenseCRF
+from destseg.files import atomic_path, write_json
+from destseg.pseudo_mask import confident_labels, label_split
+from destseg.voc import VOCLayout
+from stages.common import (
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    cam_ids,
+    read_params,
+    read_splits,
+    reported,
+    require,
+)
+from stages.params import AFFINITY_METHODS, AffLabelsParams, RefineParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: DatasetOption = Path("data/dataset"),
+    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
+    out: Annotated[Path, typer.Option(help="Folder of affinity label PNGs to write.")] = Path(
+        "data/aff_labels"
+    ),
+    metrics: MetricsOption = Path("data/metrics/aff_labels.json"),
+) -> None:
+    """One PNG per image of splits.train: a class, 0 (background) or 255 (unsure); the labelled
+    pixels of splits.score_cams are scored against their masks."""
+    p = read_params(params, "aff_labels", AffLabelsParams)
+    refine = read_params(params, "refine", RefineParams)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    require(cams, "CAM folder (run the make_cam stage)")
+    ids, scored = cam_ids(layout, read_splits(params))
+    with atomic_path(out, directory=True) as tmp:
+        if refine.method not in AFFINITY_METHODS:
+            scores = {}
+            print(f"aff_labels: refine.method is {refine.method}: no affinity labels needed")
+        else:
+            labeller = partial(
+                confident_labels,
+                conf_fg=p.conf_fg,
+                conf_bg=p.conf_bg,
+                crf=DenseCRF(**refine.crf.model_dump()) if p.crf else None,
+            )
+            scores = label_split(layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels")
+            print(
+                f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
+                f"mIoU {scores['miou']:.4f} on them"
+            )
+    write_json(metrics, scores)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,64 @@
+"""Stage propagate: the CAMs spread by a random walk over AffinityNet's affinities.
+
+Writes an empty folder when train_aff trained no model (refine.method needs no affinity).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from destseg.device import resolve_device
+from destseg.files import atomic_path
+from destseg.models.checkpoint import load_model
+from destseg.propagation import propagate_cams
+from destseg.voc import VOCLayout
+from stages.common import (
+    AFFINITY_MODEL_FILE,
+    DatasetOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    read_splits,
+    reported,
+    require,
+)
+from stages.params import PropagateParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: DatasetOption = Path("data/dataset"),
+    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="train_aff's folder.")] = Path(
+        "data/train_aff"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder of propagated CAM files to write.")] = Path(
+        "data/propagated_cam"
+    ),
+) -> None:
+    """One propagated CAM file per image of splits.train (the format of the CAM files)."""
+    p = read_params(params, "propagate", PropagateParams)
+    run = read_run(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    require(model_dir, "affinity model folder (run the train_aff stage)")
+    require(cams, "CAM folder (run the make_cam stage)")
+    model_path = model_dir / AFFINITY_MODEL_FILE
+    with atomic_path(out, directory=True) as tmp:
+        if not model_path.is_file():
+            print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
+            return
+        device = resolve_device(run.device)
+        model, _ = load_model(model_path, "affinity", device)
+        ids = layout.ids(read_splits(params).train)
+        propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, device)
+
+
+if __name__ == "__main__":
+    app()

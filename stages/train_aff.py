@@ -1,0 +1,110 @@
+"""Stage train_aff: AffinityNet trained on the confident regions of the CAMs (aff_labels).
+
+Trains nothing, and writes an empty model folder, when aff_labels wrote no labels (refine.method
+needs no affinity); the later stages read that as "no affinity".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from destseg.affinity import affinity_scores, training_pairs
+from destseg.data import VOCDataset, train_transform
+from destseg.device import resolve_device
+from destseg.files import atomic_path, write_json
+from destseg.pairs import affinity_loss
+from destseg.voc import VOCLayout
+from stages.common import (
+    AFFINITY_MODEL_FILE,
+    CheckpointOption,
+    DatasetOption,
+    LiveDirOption,
+    ParamsOption,
+    read_params,
+    read_run,
+    read_splits,
+    reported,
+    require,
+)
+from stages.params import AffParams
+from stages.recipe import train_and_save
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def pair_loss(model, batch):
+    affinity = model(batch["image"])
+    return affinity_loss(affinity, training_pairs(model, affinity, batch["mask"]))["total"]
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: DatasetOption = Path("data/dataset"),
+    aff_labels: Annotated[Path, typer.Option(help="Folder of affinity label PNGs.")] = Path(
+        "data/aff_labels"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder to write model.pt into.")] = Path(
+        "data/train_aff"
+    ),
+    checkpoint: CheckpointOption = Path("data/checkpoints/train_aff.pt"),
+    live_dir: LiveDirOption = Path("data/metrics/train_aff"),
+) -> None:
+    """Train on the aff_labels regions of splits.train; score pair accuracy on the masks of
+    splits.val."""
+    p = read_params(params, "aff", AffParams)
+    run = read_run(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    require(aff_labels, "affinity label folder (run the aff_labels stage)")
+    splits = read_splits(params)
+    with atomic_path(out, directory=True) as tmp:
+        if not any(aff_labels.glob("*.png")):
+            print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
+            write_json(live_dir / "metrics.json", {})
+            return
+        train_ids = layout.ids(splits.train)
+        train_set = VOCDataset(
+            layout,
+            train_ids,
+            train_transform(p.crop_size, p.scale_range, p.color_jitter),
+            mask_dir=aff_labels,
+            with_labels=False,
+        )
+        val_set = VOCDataset(
+            layout,
+            layout.ids(splits.val),
+            mask_dir=layout.root / "SegmentationClass",
+            with_labels=False,
+        )
+        device = resolve_device(run.device)
+        config = {
+            "backbone": p.backbone,
+            "output_stride": p.output_stride,
+            "feature_stride": p.feature_stride,
+            "radius": p.radius,
+        }
+        train_and_save(
+            "affinity",
+            config,
+            p,
+            run,
+            train_set,
+            pair_loss,
+            inputs=[
+                *(layout.image_path(i) for i in train_ids),
+                *(aff_labels / f"{i}.png" for i in train_ids),
+            ],
+            out=tmp / AFFINITY_MODEL_FILE,
+            checkpoint=checkpoint,
+            live_dir=live_dir,
+            validate=lambda model: affinity_scores(model, val_set, device),
+            plots=False,
+        )
+
+
+if __name__ == "__main__":
+    app()
