@@ -1,22 +1,25 @@
-"""The destruction-learning ablation: baseline, +LDM, +MDC and both, over several seeds.
+"""Multi-seed studies as DVC experiments: the destruction-learning ablation (baseline, +LDM, +MDC
+and both) and the refinement methods (refine.method crf, affinity, affinity+crf).
 
 Queue the experiments (DVC experiments with -S overrides, one per variant and seed), run them,
 then collect their metrics into a table (mean and standard deviation per variant):
 
-    python scripts/ablation.py queue --seeds 0 --seeds 1 --seeds 2
+    python scripts/ablation.py queue --study destruction --seeds 0 --seeds 1 --seeds 2
     dvc queue start            # runs them one after another; `dvc queue status` to follow
-    python scripts/ablation.py collect --out data/ablation
+    python scripts/ablation.py collect --study destruction
 
-`collect` reads every finished experiment named `<variant>-seed<N>` from `dvc exp show`
-(experiments of the current commit: collect on the commit they were queued from) and writes
-`<out>.csv` (one row per variant), `<out>.md` (the same as a markdown table, mean ± standard
-deviation over seeds) and `<out>_runs.csv` (one row per experiment).
+`collect` reads every finished experiment named `<variant>-seed<N>` of the study from
+`dvc exp show` (experiments of the commit they were queued from: HEAD, or `--rev`)
+and writes `<out>.csv` (one row per variant), `<out>.md` (the same as a markdown table, mean ±
+standard deviation over seeds) and `<out>_runs.csv` (one row per experiment); `<out>` is
+`data/ablation` for the destruction study and `data/refine_methods` for the refinement one.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +42,36 @@ METRICS = [
     ("segmentation mIoU", "data/metrics/evaluate.json", "miou"),
 ]
 
+# Experiment names are git refs, hence "affinitycrf" for refine.method affinity+crf.
+METHODS = {
+    "method-crf": {"refine.method": "crf"},
+    "method-affinity": {"refine.method": "affinity"},
+    "method-affinitycrf": {"refine.method": "affinity+crf"},
+}
+
+METHOD_METRICS = [
+    ("CAM mIoU", "data/metrics/make_cam.json", "miou"),
+    ("pseudo-mask mIoU", "data/metrics/refine.json", "miou"),
+    ("pseudo-mask precision", "data/metrics/refine.json", "fg_precision"),
+    ("pseudo-mask recall", "data/metrics/refine.json", "fg_recall"),
+    ("segmentation mIoU", "data/metrics/evaluate.json", "miou"),
+]
+
+
+@dataclass(frozen=True)
+class Study:
+    """Variants (name -> param overrides), the metrics to tabulate, the output path."""
+
+    variants: dict[str, dict[str, str]]
+    metrics: list[tuple[str, str, str]]
+    out: Path
+
+
+STUDIES = {
+    "destruction": Study(VARIANTS, METRICS, Path("data/ablation")),
+    "refine": Study(METHODS, METHOD_METRICS, Path("data/refine_methods")),
+}
+
 # `dvc exp show` states of experiments whose metrics are their own (None: run outside the queue)
 FINISHED = (None, "Success")
 NAME = re.compile(r"^(?P<variant>[a-z-]+)-seed(?P<seed>\d+)$")
@@ -46,10 +79,10 @@ NAME = re.compile(r"^(?P<variant>[a-z-]+)-seed(?P<seed>\d+)$")
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def queue_commands(seeds: list[int]) -> list[list[str]]:
-    """The `dvc exp run --queue` command of every variant and seed."""
+def queue_commands(seeds: list[int], study: str = "destruction") -> list[list[str]]:
+    """The `dvc exp run --queue` command of every variant of ``study`` and seed."""
     commands = []
-    for variant, overrides in VARIANTS.items():
+    for variant, overrides in STUDIES[study].variants.items():
         for seed in seeds:
             command = ["dvc", "exp", "run", "--queue", "-n", f"{variant}-seed{seed}"]
             for key, value in {**overrides, "seed": str(seed)}.items():
@@ -65,29 +98,35 @@ def _metric(row: dict, file: str, key: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def runs(rows: list[dict]) -> pd.DataFrame:
-    """One row per finished ablation experiment (variant, seed, metrics) from `dvc exp show`."""
+def runs(rows: list[dict], study: str = "destruction") -> pd.DataFrame:
+    """One row per finished experiment of ``study`` (variant, seed, metrics) from
+    `dvc exp show`."""
+    variants, metrics = STUDIES[study].variants, STUDIES[study].metrics
     records = []
     for row in rows:
         match = NAME.match(str(row.get("Experiment") or ""))
-        if match is None or match["variant"] not in VARIANTS:
+        if match is None or match["variant"] not in variants:
             continue
         if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
             continue
         record = {"variant": match["variant"], "seed": int(match["seed"])}
-        record |= {column: _metric(row, file, key) for column, file, key in METRICS}
+        record |= {column: _metric(row, file, key) for column, file, key in metrics}
         records.append(record)
     if not records:
         raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
     frame = pd.DataFrame(records)
-    frame["order"] = frame["variant"].map(list(VARIANTS).index)
+    frame["order"] = frame["variant"].map(list(variants).index)
     return frame.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
+
+
+def _metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("variant", "seed")]
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of every metric per variant, from :func:`runs`."""
     grouped = frame.groupby("variant", sort=False)
-    table = grouped[[column for column, _, _ in METRICS]].agg(["mean", "std"])
+    table = grouped[_metric_columns(frame)].agg(["mean", "std"])
     table.insert(0, ("seeds", ""), grouped["seed"].nunique())
     return table
 
@@ -96,7 +135,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     """Each metric as `mean ± std` (the mean alone for a single seed), one row per variant."""
     shown = pd.DataFrame(index=table.index)
     shown["seeds"] = table[("seeds", "")]
-    for column, _, _ in METRICS:
+    for column in dict.fromkeys(c for c, _ in table.columns if c != "seeds"):
         mean, std = table[(column, "mean")], table[(column, "std")]
         shown[column] = [
             f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}"
@@ -105,22 +144,39 @@ def to_markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown()
 
 
+StudyOption = Annotated[str, typer.Option(help="destruction or refine.")]
+
+
+def _check(study: str) -> str:
+    if study not in STUDIES:
+        raise typer.BadParameter(f"{study!r}: choose one of {', '.join(STUDIES)}")
+    return study
+
+
 @app.command()
-def queue(seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0, 1, 2]):  # noqa: B006
+def queue(
+    seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0, 1, 2],  # noqa: B006
+    study: StudyOption = "destruction",
+):
     """Queue one DVC experiment per variant and seed."""
-    for command in queue_commands(seeds):
+    for command in queue_commands(seeds, _check(study)):
         subprocess.run(command, check=True)
 
 
 @app.command()
 def collect(
-    out: Annotated[Path, typer.Option(help="Output path without suffix.")] = Path("data/ablation"),
+    study: StudyOption = "destruction",
+    out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
+    rev: Annotated[
+        str | None, typer.Option(help="The commit the experiments were queued from (HEAD).")
+    ] = None,
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
     import dvc.api
 
-    frame = runs(dvc.api.exp_show())
+    out = out or STUDIES[_check(study)].out
+    frame = runs(dvc.api.exp_show(revs=rev), study)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")

@@ -63,3 +63,24 @@ def test_summary_means_and_standard_deviations_by_hand():
 def test_summary_without_ablation_experiments_is_an_error():
     with pytest.raises(ValueError, match="no experiment"):
         ablation.runs([{"Experiment": "other"}])
+
+
+def test_the_refine_study_queues_and_collects_the_methods():
+    commands = ablation.queue_commands([0, 1], study="refine")
+    names = [c[c.index("-n") + 1] for c in commands]
+    assert sorted(names) == sorted(
+        f"method-{m}-seed{s}" for m in ("crf", "affinity", "affinitycrf") for s in (0, 1)
+    )
+    both = commands[names.index("method-affinitycrf-seed1")]
+    assert "refine.method=affinity+crf" in both and "seed=1" in both
+    rows = [
+        {**_row("method-affinity-seed0", 0.5, 0.7), "data/metrics/refine.json:fg_precision": 0.8},
+        {**_row("method-crf-seed0", 0.5, 0.6), "data/metrics/refine.json:fg_precision": 0.9},
+        _row("baseline-seed0", 0.5, 0.6),  # the other study
+    ]
+    frame = ablation.runs(rows, study="refine")
+    assert list(frame["variant"]) == ["method-crf", "method-affinity"]  # the study's order
+    assert list(frame["pseudo-mask precision"]) == [0.9, 0.8]
+    table = ablation.summarize(frame)
+    assert "classifier mAP" not in table.columns.get_level_values(0)
+    assert table.loc["method-affinity", ("segmentation mIoU", "mean")] == 0.7

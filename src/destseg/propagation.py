@@ -27,11 +27,13 @@ def propagate_cams(
     device: torch.device,
 ) -> None:
     """Write the propagated CAMs of every image of ``ids`` to ``out_dir``, in the format of the
-    CAM files (same classes, image size, per-class max 1), so refinement reads either."""
+    CAM files (same classes, image size, per-class max 1), so refinement reads either. The
+    network and the walk both run on ``device``."""
     model.eval()
     for image_id in track(ids, description="propagate"):
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
-        affinity = model(image[None])[0].float().cpu()
+        affinity = model(image[None])[0].float()
         classes, cam = load_cam(cam_dir / f"{image_id}.npz")
-        walked = propagate_cam(torch.from_numpy(cam), affinity, model.radius, beta, exp_times)
-        save_cam(out_dir / f"{image_id}.npz", classes, walked.numpy())
+        cam = torch.from_numpy(cam).to(device)
+        walked = propagate_cam(cam, affinity, model.radius, beta, exp_times)
+        save_cam(out_dir / f"{image_id}.npz", classes, walked.cpu().numpy())

@@ -23,12 +23,16 @@ def transition_matrix(affinity: torch.Tensor, radius: int, beta: float) -> torch
     Each pair gets weight ``affinity ** beta`` in both directions (beta > 1 sharpens: weak
     affinities fade first) and every pixel a self-loop of weight 1; rows are then normalised
     to sum to one, so one walk step replaces a value by a weighted mean over its neighbourhood.
+    The matrix lives on the device of ``affinity``, so the walk runs on the GPU when there is one.
     """
     offsets = neighbour_offsets(radius)
     num_offsets, height, width = affinity.shape
     if num_offsets != len(offsets):
         raise ValueError(f"affinity has {num_offsets} offsets, radius {radius} has {len(offsets)}")
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    device = affinity.device
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij"
+    )
     rows, cols, values = [], [], []
     for p, (dy, dx) in enumerate(offsets):
         inside = (ys + dy < height) & (xs + dx >= 0) & (xs + dx < width)
@@ -39,12 +43,12 @@ def transition_matrix(affinity: torch.Tensor, radius: int, beta: float) -> torch
         cols += [second, first]
         values += [weight, weight]
     n = height * width
-    diagonal = torch.arange(n)
+    diagonal = torch.arange(n, device=device)
     rows.append(diagonal)
     cols.append(diagonal)
-    values.append(torch.ones(n, dtype=affinity.dtype))
+    values.append(torch.ones(n, dtype=affinity.dtype, device=device))
     row, col, value = torch.cat(rows), torch.cat(cols), torch.cat(values)
-    degree = torch.zeros(n, dtype=affinity.dtype).index_add_(0, row, value)
+    degree = torch.zeros(n, dtype=affinity.dtype, device=device).index_add_(0, row, value)
     indices = torch.stack([row, col])
     matrix = torch.sparse_coo_tensor(indices, value / degree[row], (n, n), check_invariants=True)
     with warnings.catch_warnings():  # "CSR support is in beta": stable for this use since 2.0
