@@ -20,8 +20,8 @@ class Served:
 
 def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
+        def log_message(self, *args) -> None:
+            """Log nothing: keeps pytest's output clean."""
 
         def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("Range")))

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from destseg.cam import ThresholdSweep, cam_to_label, multiscale_cam, normalize_per_class
-from destseg.cam_store import load_cam, save_cam
+from destseg.cam import ThresholdSweep, multiscale_cam, normalize_per_class
+from destseg.cam_store import cam_to_label, load_cam, save_cam
 from destseg.models.classifier import Classifier
 
 

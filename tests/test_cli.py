@@ -139,3 +139,28 @@ def test_an_affinity_method_without_propagated_cams_says_what_to_run(tmp_path, t
     result = runner.invoke(app, [*args, "--propagated", str(tmp_path / "propagated")])
     assert result.exit_code == 1
     assert "no propagated CAMs" in result.output and "refine.method affinity" in result.output
+
+
+@pytest.mark.parametrize(
+    ("method", "function", "threshold"),
+    [
+        ("crf", "crf_pseudo_mask", 0.2),
+        ("affinity", "threshold_pseudo_mask", 0.6),
+        ("affinity+crf", "crf_pseudo_mask", 0.6),
+    ],
+)
+def test_each_refine_method_labels_with_its_own_threshold(tmp_path, method, function, threshold):
+    from stages.params import RefineParams
+    from stages.refine import labeller
+
+    path = _params(
+        tmp_path,
+        **{
+            "refine.method": method,
+            "refine.bg_threshold": 0.2,
+            "refine.propagated_bg_threshold": 0.6,
+        },
+    )
+    p = RefineParams.model_validate(yaml.safe_load(path.read_text())["refine"])
+    chosen = labeller(p)
+    assert chosen.func.__name__ == function and chosen.keywords["bg_threshold"] == threshold

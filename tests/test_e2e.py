@@ -161,6 +161,8 @@ def test_outputs_are_complete(repo):
     for folder in ("cam", "aff_labels", "propagated_cam"):
         assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_ids)
     assert [p.name for p in (root / "data/train_aff").iterdir()] == ["model.pt"]
+    # train_aff declares no plots (its outputs are empty when not needed), so it writes none
+    assert [p.name for p in (root / "data/metrics/train_aff").iterdir()] == ["metrics.json"]
     assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
     predictions = root / "data/evaluate/prediction"
     assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)

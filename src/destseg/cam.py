@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import track
 
-from destseg.cam_store import save_cam
+from destseg.cam_store import cam_to_label, save_cam
 from destseg.data import image_to_tensor
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.models.classifier import Classifier
@@ -57,16 +57,6 @@ def multiscale_cam(
 def normalize_per_class(cam: torch.Tensor) -> torch.Tensor:
     """Divide each map of a (k, H, W) stack by its maximum (a map of zeros stays zero)."""
     return cam / (cam.amax(dim=(-2, -1), keepdim=True) + EPS)
-
-
-def cam_to_label(cam: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
-    """Label map (H, W) uint8: the strongest class where its CAM exceeds ``threshold``,
-    background elsewhere (the background is a constant plane at ``threshold``)."""
-    if len(classes) == 0:
-        return np.zeros(cam.shape[-2:], dtype=np.uint8)
-    strongest = cam.argmax(0)
-    lookup = np.asarray(classes, dtype=np.uint8)
-    return np.where(cam.max(0) > threshold, lookup[strongest], 0).astype(np.uint8)
 
 
 SWEEP_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)

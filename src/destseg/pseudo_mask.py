@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from destseg.cam import cam_to_label
-from destseg.cam_store import load_cam
+from destseg.cam_store import cam_to_label, load_cam
 from destseg.crf import DenseCRF
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.parallel import parallel_map
