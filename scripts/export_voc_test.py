@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.device import resolve_device
 from destseg.files import atomic_path
+from destseg.ids import read_id_list
 from destseg.inference import export_predictions
 from destseg.models.checkpoint import load_model
 from stages.common import (
@@ -53,8 +54,9 @@ def image_files(images: Path, id_list: Path | None) -> list[Path]:
         if not paths:
             raise StageError(f"{images}: no .jpg images")
         return paths
-    ids = [line.strip() for line in require(id_list, "id list").read_text().splitlines()]
-    paths = [images / f"{i}.jpg" for i in ids if i]
+    paths = [images / f"{i}.jpg" for i in read_id_list(require(id_list, "id list"))]
+    if not paths:
+        raise StageError(f"{id_list}: the list names no image")
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: image of {id_list} not found ({len(missing)} missing)")

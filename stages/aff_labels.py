@@ -43,9 +43,10 @@ def main(
     pixels of splits.score_cams are scored against their masks."""
     p = read_params(params, "aff_labels", AffLabelsParams)
     refine = read_params(params, "refine", RefineParams)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
-    ids, scored = cam_ids(layout, read_splits(params))
+    ids, scored = cam_ids(layout, splits)
     with atomic_path(out, directory=True) as tmp:
         if refine.method not in AFFINITY_METHODS:
             scores = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import warnings
 from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
@@ -15,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from destseg.voc import VOCLayout
-from stages.params import RunParams, SplitParams
+from destseg.voc import VOCLayout, image_size
+from stages.params import RunParams, SplitParams, feature_size
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -45,6 +47,13 @@ def read_params(path: Path, key: str | None, schema: type[S]) -> S:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise StageError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise StageError(f"{path}: not a text file") from None
+    if not isinstance(params, dict):
+        raise StageError(
+            f"{path}: expected a mapping of sections (seed:, cls:, ...), got a "
+            f"{type(params).__name__}"
+        )
     if key is None:
         data = {name: params.get(name) for name in schema.model_fields}
     elif key not in params:
@@ -56,7 +65,10 @@ def read_params(path: Path, key: str | None, schema: type[S]) -> S:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in ((key,) if key else ()) + tuple(first["loc"]))
-        raise StageError(f"{path}: {where}: {first['msg']} (got {first.get('input')!r})") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] != "value_error":  # a type or range error: show what was given
+            message += f" (got {first.get('input')!r})"
+        raise StageError(f"{path}: {where}: {message}") from None
 
 
 def read_run(path: Path) -> RunParams:
@@ -92,25 +104,90 @@ def fingerprint(*parts: object, files: Iterable[Path] = ()) -> str:
     return digest.hexdigest()
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), raised like Ctrl-C so that the same clean-up runs."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _message(err: BaseException) -> str:
+    """The one line to show for ``err``. An error in a DataLoader worker comes back with the
+    worker's traceback in its message; its last line is the original error."""
+    message = str(err)
+    if "\nOriginal Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def reported(main: Callable) -> Callable:
-    """Turn the expected failures of a stage into one line on stderr and exit status 1.
+    """Turn the expected failures of a stage into one line on stderr and exit status 1, an
+    interrupt (Ctrl-C, SIGTERM) into one line and status 130 or 143 after the outputs' temporary
+    files are removed, and warnings into one line each.
 
     Set DESTSEG_DEBUG=1 to get the full traceback instead.
     """
 
     @wraps(main)
     def wrapper(*args, **kwargs):
+        debug = bool(os.environ.get("DESTSEG_DEBUG"))
+        console = Console(stderr=True)
+        # Process-wide settings, put back afterwards for callers that run stages in-process.
+        previous = warnings.formatwarning, signal.getsignal(signal.SIGTERM)
+        if not debug:
+            warnings.formatwarning = _one_line_warning
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(*args, **kwargs)
         except (StageError, OSError, ValueError, FloatingPointError) as err:
-            if os.environ.get("DESTSEG_DEBUG"):
+            if debug:
                 raise
-            Console(stderr=True).print(
-                f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True
-            )
+            console.print(f"[bold red]error:[/] {_message(err)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt as interrupt:
+            if debug:
+                raise
+            console.print("[bold red]interrupted[/]: outputs left as they were", highlight=False)
+            signum = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+            raise typer.Exit(128 + signum) from None
+        finally:
+            warnings.formatwarning = previous[0]
+            signal.signal(signal.SIGTERM, previous[1])
 
     return wrapper
+
+
+def check_classes(config: dict, expected: int, model_path: Path, layout: VOCLayout) -> None:
+    """Refuse a model trained for another number of classes than the dataset has."""
+    if config.get("num_classes") != expected:
+        raise StageError(
+            f"{model_path}: the model predicts {config.get('num_classes')} classes, the dataset "
+            f"{layout.root} needs {expected}: it was trained on another dataset (rerun its "
+            "training stage)"
+        )
+
+
+def check_mdc_scales(config: dict, scales: list[float], layout: VOCLayout, ids: list[str]) -> None:
+    """Refuse CAM scales at which the classifier's MDC (``config`` as the model file stores it)
+    would get a feature map with fewer cells than its grid on the smallest image of ``ids``."""
+    mdc = config.get("mdc")
+    if not mdc:
+        return
+    side = min(min(image_size(layout.image_path(i))) for i in ids)
+    scaled = max(1, round(side * min(scales)))
+    cells = feature_size(scaled, config["output_stride"], mdc["position"])
+    if mdc["grid"] > cells:
+        raise StageError(
+            f"cam.scales: at scale {min(scales)} the smallest image ({side} px) gives the MDC a "
+            f"{cells}x{cells} feature map, smaller than cls.mdc.grid ({mdc['grid']}); drop that "
+            "scale or lower cls.mdc.grid"
+        )
 
 
 def require(path: Path, what: str) -> Path:

@@ -17,6 +17,7 @@ from stages.common import (
     DatasetOption,
     MetricsOption,
     ParamsOption,
+    check_classes,
     read_params,
     read_run,
     read_splits,
@@ -47,13 +48,14 @@ def main(
     """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions."""
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     device = resolve_device(run.device)
-    model, _ = load_model(model_path, "segmenter", device)
+    model, config = load_model(model_path, "segmenter", device)
+    check_classes(config, len(layout.classes), model_path, layout)
+    ids = layout.ids(splits.val)
     with atomic_path(predictions, directory=True) as tmp:
-        confusion = evaluate_segmenter(
-            model, layout, layout.ids(read_splits(params).val), p.scales, p.flip, device, tmp
-        )
+        confusion = evaluate_segmenter(model, layout, ids, p.scales, p.flip, device, tmp)
     scores = segmentation_scores(confusion)
     scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
     write_json(metrics, scores)

@@ -18,6 +18,8 @@ from stages.common import (
     MetricsOption,
     ParamsOption,
     cam_ids,
+    check_classes,
+    check_mdc_scales,
     read_params,
     read_run,
     read_splits,
@@ -47,11 +49,14 @@ def main(
     cam.threshold and over a sweep of thresholds."""
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    ids, scored = cam_ids(layout, read_splits(params))
+    ids, scored = cam_ids(layout, splits)
     device = resolve_device(run.device)
-    model, _ = load_model(model_path, "classifier", device)
+    model, config = load_model(model_path, "classifier", device)
     num_classes = len(layout.classes)
+    check_classes(config, num_classes - 1, model_path, layout)
+    check_mdc_scales(config, p.scales, layout, ids)
     sweep = ThresholdSweep(num_classes, sorted({*SWEEP_THRESHOLDS.tolist(), p.threshold}))
     with atomic_path(out, directory=True) as tmp:
         generate_cams(model, layout, ids, scored, p.scales, p.flip, device, tmp, sweep)

@@ -7,9 +7,20 @@ error rather than true.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+
+from destseg.ids import id_problem
 
 # The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal); spelled out
 # so that reading params does not import torch.
@@ -17,6 +28,25 @@ Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 Scales = Annotated[list[Positive], Field(min_length=1)]
+# torch seeds are signed 64-bit integers
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def _plain_name(name: str) -> str:
+    problem = id_problem(name)
+    if problem is not None:
+        raise ValueError(f"{name!r} is not a list name (a file stem): {problem}")
+    return name
+
+
+ListName = Annotated[str, AfterValidator(_plain_name)]
+
+
+def feature_size(side: int, output_stride: int, stage: int = 4) -> int:
+    """The side of the feature map after ResNet ``stage`` (1-4) for an input side, with the
+    last stages dilated to ``output_stride``: each stride-2 layer gives ceil(n / 2)."""
+    stride = min(2 ** (stage + 1), output_stride) if stage < 4 else output_stride
+    return math.ceil(side / stride)
 
 
 class Section(BaseModel):
@@ -63,7 +93,7 @@ class FolderParams(Section):
 
 class DataParams(Section):
     source: Literal["synthetic", "voc2012", "folder"]
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     synthetic: SyntheticParams
     voc2012: Voc2012Params
     folder: FolderParams
@@ -72,9 +102,9 @@ class DataParams(Section):
 class SplitParams(Section):
     """Which image lists of the dataset each stage reads (ImageSets/Segmentation/<name>.txt)."""
 
-    train: str
-    val: str
-    score_cams: str
+    train: ListName
+    val: ListName
+    score_cams: ListName
 
 
 class TrainParams(Section):
@@ -95,6 +125,13 @@ class TrainParams(Section):
     momentum: Annotated[float, Field(ge=0, lt=1)]
     poly_power: Annotated[float, Field(ge=0)]
     workers: Annotated[int, Field(ge=0)]
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"the minimum {value[0]} exceeds the maximum {value[1]}")
+        return value
 
 
 class LdmParams(Section):
@@ -120,6 +157,27 @@ class ClsParams(TrainParams):
     ldm: LdmParams
     mdc: MdcParams
 
+    @model_validator(mode="after")
+    def _modules_fit_the_crop(self) -> ClsParams:
+        if self.ldm.enabled and self.ldm.grid > self.crop_size:
+            raise ValueError(
+                f"ldm.grid ({self.ldm.grid}) is larger than crop_size ({self.crop_size}): the "
+                "LDM needs cells of at least one pixel"
+            )
+        if self.mdc.enabled:
+            mdc_side = self.mdc_feature_size(self.crop_size)
+            if self.mdc.grid > mdc_side:
+                raise ValueError(
+                    f"mdc.grid ({self.mdc.grid}) is larger than the {mdc_side}x{mdc_side} "
+                    f"feature map the MDC sees on a crop of {self.crop_size} px (encoder stage "
+                    f"{self.mdc.position}, output_stride {self.output_stride})"
+                )
+        return self
+
+    def mdc_feature_size(self, side: int) -> int:
+        """The side of the feature map the MDC cuts into patches, for an input side."""
+        return feature_size(side, self.output_stride, self.mdc.position)
+
     def variant(self) -> dict:
         """The destruction modules as the classifier takes them: settings, or None when off."""
         return {
@@ -136,6 +194,15 @@ class CamParams(Section):
     scales: Scales
     flip: StrictBool
     threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class CamScalesParams(BaseModel):
+    """``cam.scales`` alone: train_cls reads it to refuse, before training, a classifier whose
+    CAMs could not be computed at those scales (the rest of ``cam`` is make_cam's business)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    scales: Scales
 
 
 class CrfParams(Section):
@@ -198,5 +265,5 @@ class EvaluateParams(Section):
 class RunParams(Section):
     """The top-level keys: the training seed and the device."""
 
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]

@@ -46,6 +46,7 @@ def main(
     """One propagated CAM file per image of splits.train (the format of the CAM files)."""
     p = read_params(params, "propagate", PropagateParams)
     run = read_run(params)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(model_dir, "affinity model folder (run the train_aff stage)")
     require(cams, "CAM folder (run the make_cam stage)")
@@ -56,7 +57,7 @@ def main(
             return
         device = resolve_device(run.device)
         model, _ = load_model(model_path, "affinity", device)
-        ids = layout.ids(read_splits(params).train)
+        ids = layout.ids(splits.train)
         propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, device)
 
 

@@ -9,7 +9,15 @@ from dvclive import Live
 from destseg.data import VOCDataset
 from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model, save_model
-from destseg.training import LossFn, Schedule, Validate, build_optimizer, fit, seed_everything
+from destseg.training import (
+    LossFn,
+    Schedule,
+    Validate,
+    build_optimizer,
+    check_schedule,
+    fit,
+    seed_everything,
+)
 from stages.common import fingerprint
 from stages.params import RunParams, TrainParams
 
@@ -35,7 +43,9 @@ def train_and_save(
     (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``; per-epoch plot
     files unless ``plots`` is off) and writes the model file with its config. The checkpoint is
     scratch, not a DVC output: a clone or a ``dvc exp run --temp`` copy without it must not look
-    out of date; it is deleted once the model file is written.
+    out of date; it is deleted once the model file is written. Everything that can refuse the
+    run is checked before the DVCLive logger opens, so a refused run leaves the metrics of the
+    last good one in place.
     """
     device = resolve_device(run.device)
     seed_everything(run.seed)
@@ -44,7 +54,9 @@ def train_and_save(
         p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
     )
     schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
+    check_schedule(len(train_set), schedule)
     digest = fingerprint(p.model_dump(), config, run.seed, files=inputs)
+    # Opening the logger resets the metrics in live_dir: only once every check has passed.
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
         def log_epoch(epoch: int, scores: dict[str, float]) -> None:

@@ -69,8 +69,9 @@ def main(
     """Write one palette PNG pseudo-mask per image of splits.train; score those of
     splits.score_cams against their masks."""
     p = read_params(params, "refine", RefineParams)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    ids, scored = cam_ids(layout, read_splits(params))
+    ids, scored = cam_ids(layout, splits)
     if p.method in AFFINITY_METHODS:
         source = require(propagated, "propagated CAM folder (run the propagate stage)")
         missing = [i for i in ids if not (source / f"{i}.npz").is_file()]

@@ -58,9 +58,9 @@ def main(
     splits.val."""
     p = read_params(params, "aff", AffParams)
     run = read_run(params)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
-    splits = read_splits(params)
     with atomic_path(out, directory=True) as tmp:
         if not any(aff_labels.glob("*.png")):
             print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")

@@ -18,13 +18,14 @@ from stages.common import (
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    check_mdc_scales,
     read_params,
     read_run,
     read_splits,
     reported,
     require,
 )
-from stages.params import ClsParams
+from stages.params import CamScalesParams, ClsParams
 from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -48,8 +49,9 @@ def main(
     """Train on the image-level labels of splits.train; score mAP and F1 on splits.val."""
     p = read_params(params, "cls", ClsParams)
     run = read_run(params)
-    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    cam_scales = read_params(params, "cam", CamScalesParams).scales
     splits = read_splits(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
         layout, train_ids, train_transform(p.crop_size, p.scale_range, p.color_jitter)
@@ -62,6 +64,7 @@ def main(
         "output_stride": p.output_stride,
         **p.variant(),
     }
+    check_mdc_scales(config, cam_scales, layout, train_ids)  # before hours of training, not after
     train_and_save(
         "classifier",
         config,

@@ -48,12 +48,13 @@ def main(
     """Train on splits.train with seg.labels masks (pseudo or gt), 255 ignored."""
     p = read_params(params, "seg", SegParams)
     run = read_run(params)
+    splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     if p.labels == "pseudo":
         mask_dir = require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
     else:
         mask_dir = layout.root / "SegmentationClass"
-    train_ids = layout.ids(read_splits(params).train)
+    train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
         layout,
         train_ids,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, write_params
 from typer.testing import CliRunner
 
 STAGES = [
@@ -21,19 +21,6 @@ STAGES = [
     "evaluate",
 ]
 runner = CliRunner()
-
-
-def _params(tmp_path, **overrides):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        *parents, key = dotted.split(".")
-        node = params
-        for parent in parents:
-            node = node[parent]
-        node[key] = value
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -55,8 +42,9 @@ def test_help_as_a_module_from_a_subprocess():
     assert result.returncode == 0 and "Usage" in result.stdout
 
 
+@pytest.mark.bad_input
 def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
-    params = _params(tmp_path, **{"cls.backbone": "resnet17"})
+    params = write_params(tmp_path, **{"cls.backbone": "resnet17"})
     result = subprocess.run(
         [
             sys.executable,
@@ -78,6 +66,7 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("stage", "override", "expected"),
     [
@@ -97,12 +86,13 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
 )
 def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
     app = importlib.import_module(f"stages.{stage}").app
-    params = _params(tmp_path, **override)
+    params = write_params(tmp_path, **override)
     result = runner.invoke(app, ["--params", str(params)])
     assert result.exit_code == 1
     assert expected in result.output and "error" in result.output
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("stage", "args", "expected"),
     [
@@ -117,7 +107,7 @@ def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
 )
 def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
     app = importlib.import_module(f"stages.{stage}").app
-    params = _params(tmp_path)
+    params = write_params(tmp_path)
     if "--dataset" not in args:
         args = [*args, "--dataset", str(tiny_layout.root)]
     result = runner.invoke(app, ["--params", str(params), *args])
@@ -125,15 +115,17 @@ def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
     assert expected in result.output and "not found" in result.output
 
 
+@pytest.mark.bad_input
 def test_missing_params_file(tmp_path):
     app = importlib.import_module("stages.prepare").app
     result = runner.invoke(app, ["--params", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1 and "params file not found" in result.output
 
 
+@pytest.mark.bad_input
 def test_an_affinity_method_without_propagated_cams_says_what_to_run(tmp_path, tiny_layout):
     app = importlib.import_module("stages.refine").app
-    params = _params(tmp_path, **{"refine.method": "affinity"})
+    params = write_params(tmp_path, **{"refine.method": "affinity"})
     (tmp_path / "propagated").mkdir()  # what propagate leaves when no affinity was needed
     args = ["--params", str(params), "--dataset", str(tiny_layout.root)]
     result = runner.invoke(app, [*args, "--propagated", str(tmp_path / "propagated")])
@@ -153,7 +145,7 @@ def test_each_refine_method_labels_with_its_own_threshold(tmp_path, method, func
     from stages.params import RefineParams
     from stages.refine import labeller
 
-    path = _params(
+    path = write_params(
         tmp_path,
         **{
             "refine.method": method,

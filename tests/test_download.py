@@ -26,6 +26,7 @@ def test_fetch_downloads_verifies_and_then_reuses(tmp_path):
     assert not (tmp_path / "data.bin.part").exists()
 
 
+@pytest.mark.bad_input
 def test_fetch_resumes_after_a_cut_connection(tmp_path):
     served = Served(files={"/files/data.bin": PAYLOAD}, cut_after={"/files/data.bin": 30_000})
     with LocalServer(served) as url:
@@ -53,6 +54,7 @@ def test_a_complete_partial_file_is_verified_not_fetched_again(tmp_path):
     assert served.requests == [("/files/data.bin", f"bytes={len(PAYLOAD)}-")]
 
 
+@pytest.mark.bad_input
 def test_a_wrong_checksum_is_rejected_and_removed(tmp_path):
     served = Served(files={"/files/data.bin": PAYLOAD})
     with LocalServer(served) as url:
@@ -62,12 +64,14 @@ def test_a_wrong_checksum_is_rejected_and_removed(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.bad_input
 def test_an_existing_file_with_a_wrong_checksum_is_an_error(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"corrupt")
     with pytest.raises(DownloadError, match=r"data\.bin: MD5 mismatch"):
         fetch(_archive("http://127.0.0.1:9"), tmp_path)
 
 
+@pytest.mark.bad_input
 def test_offline_names_the_url_and_where_to_put_the_file(tmp_path):
     served = Served()
     with LocalServer(served) as url:
@@ -80,6 +84,7 @@ def test_offline_names_the_url_and_where_to_put_the_file(tmp_path):
     assert archive.md5 in message
 
 
+@pytest.mark.bad_input
 def test_http_errors_name_the_url(tmp_path):
     with LocalServer(Served()) as url, pytest.raises(DownloadError, match="HTTP 404"):
         fetch(_archive(url), tmp_path)
@@ -107,6 +112,7 @@ def test_extract_keeps_only_the_chosen_members(tmp_path):
     assert not (tmp_path / "out/a/xz").exists()
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("members", "links"),
     [
@@ -124,6 +130,7 @@ def test_extract_refuses_members_that_leave_the_folder(tmp_path, members, links)
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
+@pytest.mark.bad_input
 def test_extract_reports_a_file_that_is_not_a_tar(tmp_path):
     path = tmp_path / "archive.tar"
     path.write_bytes(b"not a tar")

@@ -4,6 +4,7 @@ import sys
 import tarfile
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from conftest import ROOT
@@ -66,3 +67,14 @@ def test_export_follows_an_id_list_and_names_a_missing_image(tmp_path):
     (tmp_path / "test.txt").write_text("2008_000002\n2008_000009\n")
     result = _invoke(tmp_path, "--list", str(tmp_path / "test.txt"))
     assert result.exit_code == 1 and "2008_000009.jpg: image of" in result.output
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("bad", ["../../2008_000001", "/tmp/2008_000001", "sub\\2008_000001"])
+def test_export_refuses_list_ids_that_leave_the_image_folder(tmp_path, bad):
+    _setup(tmp_path)
+    (tmp_path / "test.txt").write_text(f"2008_000002\n{bad}\n")
+    result = _invoke(tmp_path, "--list", str(tmp_path / "test.txt"))
+    assert result.exit_code == 1
+    assert f"test.txt:2: image id {bad!r} is not a plain file name" in result.output
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,8 @@ from conftest import ROOT
 from PIL import Image
 from typer.testing import CliRunner
 
-from destseg.folder_source import DatasetError, import_folder, labels_from_xml
+from destseg.folder_source import DatasetError, import_folder, labels_from_xml, scan
+from destseg.ids import DuplicateIdWarning
 from destseg.voc import VOCLayout, load_mask, save_mask
 from stages.prepare import app
 
@@ -115,12 +116,46 @@ def _break_unreadable_image(root):
     return "JPEGImages/im1.jpg: not a readable image"
 
 
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _break_truncated_jpeg(root):
+    """The header is whole, so the image opens and reports its size; its pixels are cut."""
+    noise = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((80, 60)).save(root / "JPEGImages" / "im2.jpg", quality=95)
+    _truncate(root / "JPEGImages" / "im2.jpg")
+    return "JPEGImages/im2.jpg: not a readable image .image file is truncated"
+
+
+def _break_truncated_mask(root):
+    mask = np.random.default_rng(0).integers(0, 3, (6, 8), dtype=np.uint8)
+    save_mask(root / "SegmentationClass" / "im0.png", mask)
+    _truncate(root / "SegmentationClass" / "im0.png")
+    return "SegmentationClass/im0.png: not a readable mask"
+
+
+def _break_traversal_id(root):
+    """An id that climbs out of the dataset, to a file that exists there."""
+    Image.new("RGB", (8, 6)).save(root.parent / "outside.jpg")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\n../../outside\n")
+    return r"train.txt:2: image id '../../outside' is not a plain file name: it contains '/'"
+
+
+def _break_backslash_id(root):
+    (root / "ImageSets/Segmentation/val.txt").write_text("im0\n..\\..\\outside\n")
+    return r"val.txt:2: image id .* is not a plain file name"
+
+
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "breaks",
     [
         _break_missing_image, _break_unknown_label, _break_empty_list, _break_no_lists,
         _break_image_mode, _break_mask_mode, _break_mask_size, _break_no_labels,
-        _break_unknown_class, _break_unreadable_image,
+        _break_unknown_class, _break_unreadable_image, _break_truncated_jpeg,
+        _break_truncated_mask, _break_traversal_id, _break_backslash_id,
     ],
 )  # fmt: skip
 def test_invalid_folders_fail_before_writing_anything(tmp_path, breaks):
@@ -131,6 +166,27 @@ def test_invalid_folders_fail_before_writing_anything(tmp_path, breaks):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.bad_input
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_first_bad_image_in_id_order_is_reported_whatever_the_workers(tmp_path, workers):
+    root = _folder(tmp_path / "src")
+    (root / "JPEGImages" / "im1.jpg").write_bytes(b"broken")
+    (root / "JPEGImages" / "im3.jpg").write_bytes(b"broken too")
+    with pytest.raises(DatasetError, match=r"im1\.jpg: not a readable image"):
+        scan(root, CLASSES, workers=workers)
+
+
+@pytest.mark.bad_input
+def test_repeated_ids_are_imported_once_with_a_warning(tmp_path):
+    root = _folder(tmp_path / "src")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\nim2\nim1\nim3\n")
+    out = VOCLayout(tmp_path / "out")
+    with pytest.warns(DuplicateIdWarning, match="train.txt: 1 repeated ids dropped"):
+        assert import_folder(root, CLASSES, out)["train"] == 3
+    assert out.ids("train") == ["im1", "im2", "im3"]
+
+
+@pytest.mark.bad_input
 @pytest.mark.parametrize("classes", [["background"], ["background", "cat", "cat"]])
 def test_class_lists_are_checked(tmp_path, classes):
     with pytest.raises(DatasetError, match="classes"):
@@ -153,16 +209,37 @@ def test_prepare_stage_imports_a_folder(tmp_path):
     assert "prepare (folder): {'train': 3, 'val': 1} images, 2 classes" in result.output
 
 
+@pytest.mark.bad_input
+def test_prepare_stage_refuses_an_id_that_leaves_the_dataset(tmp_path):
+    """The id ../../outside made prepare copy <root>/../../outside.jpg into the dataset and write
+    outside the output folder; now it stops on the list, before reading or writing anything."""
+    root = _folder(tmp_path / "user" / "src")
+    Image.new("RGB", (8, 6)).save(tmp_path / "outside.jpg")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\n../../outside\n")
+    out = tmp_path / "data" / "dataset"
+    params = _params(tmp_path, root, CLASSES)
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out)])
+    assert result.exit_code == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and f"{root}/ImageSets/Segmentation/train.txt:2" in errors[0]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before  # nothing written
+
+
+@pytest.mark.bad_input
 def test_prepare_stage_reports_a_broken_folder_in_one_line(tmp_path):
     root = _folder(tmp_path / "src")
     _break_unknown_label(root)
     params = _params(tmp_path, root, CLASSES)
     result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
     assert result.exit_code == 1
-    assert result.output.startswith("error: ") and "im0.png: label values [7]" in result.output
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "im0.png: label values [7]" in errors[0]
     assert "Traceback" not in result.output and not (tmp_path / "d").exists()
 
 
+@pytest.mark.bad_input
 def test_prepare_stage_needs_a_folder_root(tmp_path):
     params = _params(tmp_path, "", CLASSES)
     result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])

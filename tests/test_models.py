@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torchvision import models
@@ -5,6 +7,7 @@ from torchvision import models
 from destseg.models.backbone import build_encoder, build_resnet, set_output_stride
 from destseg.models.checkpoint import build_model, load_model, save_model
 from destseg.models.segmenter import Segmenter
+from stages.params import feature_size
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -46,6 +49,7 @@ def test_segmenter_logits_at_input_size():
         assert model(torch.randn(2, 3, 48, 80)).shape == (2, 5, 48, 80)
 
 
+@pytest.mark.bad_input
 def test_model_file_roundtrip_and_errors(tmp_path):
     config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
     model = build_model("classifier", config)
@@ -70,6 +74,47 @@ def test_model_file_roundtrip_and_errors(tmp_path):
         load_model(tmp_path / "bad.pt", "classifier", torch.device("cpu"))
 
 
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.bad_input
+def test_model_files_that_could_run_code_or_are_damaged_are_refused(tmp_path):
+    marker = tmp_path / "payload-ran"
+    torch.save(
+        {"kind": "classifier", "config": _Payload(marker), "state_dict": {}}, tmp_path / "x.pt"
+    )
+    with pytest.raises(ValueError, match=r"x\.pt: not a readable torch file .*could run code"):
+        load_model(tmp_path / "x.pt", "classifier", torch.device("cpu"))
+    assert not marker.exists()
+    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    save_model(tmp_path / "m.pt", "classifier", config, build_model("classifier", config))
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "m.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"m\.pt: not a readable torch file"):
+        load_model(tmp_path / "m.pt", "classifier", torch.device("cpu"))
+    torch.save({"kind": "classifier", "config": {"depth": 5}, "state_dict": {}}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"c\.pt: not a valid classifier configuration"):
+        load_model(tmp_path / "c.pt", "classifier", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("side", [37, 64, 97, 128])
+@pytest.mark.parametrize("stride", [8, 16, 32])
+@pytest.mark.parametrize("stage", [3, 4])
+def test_feature_size_of_the_params_check_matches_the_encoder(side, stride, stage):
+    encoder = build_encoder("resnet18", False, stride).eval()
+    with torch.no_grad():
+        outputs = encoder.stage_outputs(torch.zeros(1, 3, side, side + 5))
+    assert outputs[stage - 1].shape[-2:] == (
+        feature_size(side, stride, stage),
+        feature_size(side + 5, stride, stage),
+    )
+
+
 def test_params_schema_knows_the_same_backbones():
     from typing import get_args
 
@@ -79,6 +124,7 @@ def test_params_schema_knows_the_same_backbones():
     assert get_args(Backbone) == BACKBONES
 
 
+@pytest.mark.bad_input
 def test_pretrained_weights_offline_is_a_clear_error(monkeypatch):
     from urllib.error import URLError
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,7 +7,7 @@ import torch.nn.functional as F
 from destseg.data import VOCDataset, train_transform
 from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model
-from destseg.training import Schedule, build_optimizer, fit
+from destseg.training import CheckpointWarning, Schedule, build_optimizer, epoch_seed, fit
 
 
 def _loss(model, batch):
@@ -37,7 +39,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
     straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt")
     partial = tmp_path / "partial.pt"
     _train_one_epoch_checkpoint(tiny_layout, partial)
-    assert len(torch.load(partial, weights_only=False)["history"]) == 1
+    assert len(torch.load(partial, weights_only=True)["history"]) == 1
     logged = []
     resumed, start = _train(tiny_layout, 2, partial, log=lambda e, s: logged.append((e, s)))
     assert start == 1
@@ -77,10 +79,90 @@ def _train_one_epoch_checkpoint(layout, path):
         )
 
 
-def test_a_checkpoint_of_other_params_is_not_resumed(tiny_layout, tmp_path):
+def test_a_checkpoint_of_other_params_is_not_resumed(tiny_layout, tmp_path, capsys):
     _train(tiny_layout, 1, tmp_path / "ck.pt", fingerprint="old")
     _, start = _train(tiny_layout, 1, tmp_path / "ck.pt", fingerprint="new")
     assert start == 0
+    assert "written with other params or inputs; training starts over" in capsys.readouterr().out
+
+
+def test_a_resumed_run_says_so(tiny_layout, tmp_path, capsys):
+    _train_one_epoch_checkpoint(tiny_layout, tmp_path / "ck.pt")
+    capsys.readouterr()
+    _train(tiny_layout, 2, tmp_path / "ck.pt")
+    assert (
+        f"resuming from epoch 2 of 2 (checkpoint {tmp_path / 'ck.pt'})" in capsys.readouterr().out
+    )
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _assert_starts_over(tiny_layout, tmp_path, checkpoint, match):
+    straight, _ = _train(tiny_layout, 1, tmp_path / "straight.pt")
+    with pytest.warns(CheckpointWarning, match=match):
+        model, start = _train(tiny_layout, 1, checkpoint)
+    assert start == 0
+    for a, b in zip(straight.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)  # the same as a run that never saw the checkpoint
+
+
+@pytest.mark.bad_input
+def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tiny_layout, tmp_path):
+    marker = tmp_path / "payload-ran"
+    checkpoint = tmp_path / "ck.pt"
+    torch.save(
+        {"fingerprint": "same", "history": [_Payload(marker)], "model": {}, "optimizer": {},
+         "scheduler": {}},
+        checkpoint,
+    )  # fmt: skip
+    _assert_starts_over(tiny_layout, tmp_path, checkpoint, "refused, as loading them could run")
+    assert not marker.exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # a crash while it was copied elsewhere
+        lambda data: b"",
+        lambda data: b"garbage" * 100,
+    ],
+    ids=["truncated", "empty", "garbage"],
+)
+def test_a_damaged_checkpoint_is_ignored_with_a_warning(tiny_layout, tmp_path, damage):
+    checkpoint = tmp_path / "ck.pt"
+    _train_one_epoch_checkpoint(tiny_layout, checkpoint)
+    checkpoint.write_bytes(damage(checkpoint.read_bytes()))
+    _assert_starts_over(tiny_layout, tmp_path, checkpoint, f"{checkpoint}: not a readable torch")
+
+
+@pytest.mark.bad_input
+def test_a_checkpoint_that_does_not_fit_the_model_is_ignored(tiny_layout, tmp_path):
+    checkpoint = tmp_path / "ck.pt"
+    _train_one_epoch_checkpoint(tiny_layout, checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {"conv.weight": torch.zeros(3)}
+    torch.save(state, checkpoint)
+    _assert_starts_over(tiny_layout, tmp_path, checkpoint, "does not fit this model")
+    torch.save({"history": []}, checkpoint)  # keys missing
+    _assert_starts_over(tiny_layout, tmp_path, checkpoint, "not a resume checkpoint")
+
+
+def test_epoch_seeds_stay_in_torch_range_for_any_allowed_seed():
+    for seed in (0, 1, 2**62, 2**63 - 1):
+        for epoch in (0, 99):
+            value = epoch_seed(seed, epoch)
+            assert 0 <= value < 2**63
+            torch.Generator().manual_seed(value)
+    assert epoch_seed(3, 4) == 3 * 10_007 + 4  # unchanged for everyday seeds
 
 
 def test_sgd_gets_momentum_and_weight_decay_in_their_slots():

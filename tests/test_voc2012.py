@@ -160,6 +160,7 @@ def test_prepare_downloads_and_builds_train_aug(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.bad_input
 def test_prepare_rejects_a_wrong_checksum_and_leaves_nothing(tmp_path):
     voc, sbd = _archives()
     with LocalServer(Served(files={"/voc.tar": voc, "/sbd.tgz": sbd})) as url:
@@ -173,6 +174,7 @@ def test_prepare_rejects_a_wrong_checksum_and_leaves_nothing(tmp_path):
     ]
 
 
+@pytest.mark.bad_input
 def test_build_checks_the_train_aug_size(tmp_path):
     voc, sbd = _archives()
     with LocalServer(Served(files={"/voc.tar": voc, "/sbd.tgz": sbd})) as url:
@@ -184,3 +186,20 @@ def test_build_checks_the_train_aug_size(tmp_path):
         with pytest.raises(DatasetError, match="train_aug has 5 images, expected 10582"):
             voc2012.build(*archives, tmp_path / "dl", out, voc2012.TRAIN_AUG_SIZE)
     assert not (tmp_path / "dl" / ".extracted").exists()
+
+
+@pytest.mark.bad_input
+def test_an_sbd_list_with_an_id_that_leaves_the_archive_is_refused(tmp_path):
+    """SBD ids name the .mat read and the mask written: '../' in one must stop the build."""
+    voc, _ = _archives()
+    sbd_members = {f"{SBD}/cls/s1.mat": _sbd_mat(_mask(2))}
+    sbd_members[f"{SBD}/train.txt"] = b"s1\n../../../../escaped\n"
+    sbd_members[f"{SBD}/val.txt"] = b"s1\n"
+    sbd = _tar(sbd_members, "w:gz")
+    with LocalServer(Served(files={"/voc.tar": voc, "/sbd.tgz": sbd})) as url:
+        params = _params(tmp_path, url, voc, sbd)
+        result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "benchmark_RELEASE/dataset/train.txt:2: image id '../../../../escaped'" in result.output
+    assert not (tmp_path / "d").exists()
+    assert not list(tmp_path.rglob("escaped*"))

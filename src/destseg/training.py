@@ -8,7 +8,9 @@ as a run that was never interrupted.
 
 from __future__ import annotations
 
+import copy
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,16 @@ from torch import nn
 from torch.optim.lr_scheduler import PolynomialLR
 from torch.utils.data import DataLoader, Dataset
 
+from destseg import torch_io
 from destseg.device import to_device
-from destseg.files import atomic_path
 
 OPTIMIZERS = ("sgd", "adamw")
+# What a resume checkpoint holds; a file without all of them is not resumed.
+CHECKPOINT_KEYS = ("fingerprint", "history", "model", "optimizer", "scheduler")
+
+
+class CheckpointWarning(UserWarning):
+    """A resume checkpoint could not be used; training starts over."""
 
 
 def seed_everything(seed: int) -> None:
@@ -67,6 +75,69 @@ class Schedule:
     workers: int = 0
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling and augmentation, inside torch's 64-bit seed range
+    for any training seed."""
+    return (seed * 10_007 + epoch) % 2**63
+
+
+def check_schedule(dataset_size: int, schedule: Schedule) -> None:
+    """Refuse a schedule that cannot run one step (``drop_last`` needs a whole batch)."""
+    if dataset_size < schedule.batch_size:
+        raise ValueError(
+            f"batch size {schedule.batch_size} is larger than the {dataset_size} training images"
+        )
+
+
+def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict | None:
+    """The resume state at ``path`` if it is whole and was written with ``fingerprint``.
+
+    Never fatal: an unreadable file (truncated by a crash, corrupt, or a pickle of arbitrary
+    objects, which ``weights_only`` refuses to rebuild) is ignored with a warning naming it, and
+    a checkpoint of other params or inputs with a message; training then starts over.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch_io.load(path, map_location=device)
+    except torch_io.UnreadableFileError as err:
+        warnings.warn(f"{err}; ignored, training starts over", CheckpointWarning, stacklevel=2)
+        return None
+    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
+        warnings.warn(
+            f"{path}: not a resume checkpoint (needs {', '.join(CHECKPOINT_KEYS)}); ignored, "
+            "training starts over",
+            CheckpointWarning,
+            stacklevel=2,
+        )
+        return None
+    if state["fingerprint"] != fingerprint:
+        print(f"{path}: written with other params or inputs; training starts over", flush=True)
+        return None
+    return state
+
+
+def _resume(model, optimizer, scheduler, state: dict, path: Path) -> list[dict[str, float]]:
+    """Load ``state`` into the three; on a mismatch restore them and return no history."""
+    saved = [copy.deepcopy(x.state_dict()) for x in (model, optimizer, scheduler)]
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = [dict(scores) for scores in state["history"]]
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        for target, backup in zip((model, optimizer, scheduler), saved, strict=True):
+            target.load_state_dict(backup)
+        warnings.warn(
+            f"{path}: does not fit this model ({type(err).__name__}); ignored, training starts "
+            "over",
+            CheckpointWarning,
+            stacklevel=2,
+        )
+        return []
+    return history
+
+
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 Validate = Callable[[nn.Module], dict[str, float]]
 EpochLog = Callable[[int, dict[str, float]], None]
@@ -93,30 +164,27 @@ def fit(
     result), so a changed parameter never continues a stale run; a resumed run first replays
     the history to ``log``, so the log is whole whatever the interruptions.
     """
-    if len(dataset) < schedule.batch_size:
-        raise ValueError(
-            f"batch size {schedule.batch_size} is larger than the {len(dataset)} training images"
-        )
+    check_schedule(len(dataset), schedule)
     steps_per_epoch = len(dataset) // schedule.batch_size  # drop_last
     scheduler = PolynomialLR(
         optimizer, total_iters=schedule.epochs * steps_per_epoch, power=schedule.poly_power
     )
     model.to(device)  # before loading optimizer state, which follows its parameters' device
     history: list[dict[str, float]] = []
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history = state["history"]
+    state = load_checkpoint(checkpoint, fingerprint, device)
+    if state is not None:
+        history = _resume(model, optimizer, scheduler, state, checkpoint)
     start = len(history)
+    if start >= schedule.epochs:
+        print(f"all {schedule.epochs} epochs are in checkpoint {checkpoint}: nothing to train")
+    elif start:
+        print(f"resuming from epoch {start + 1} of {schedule.epochs} (checkpoint {checkpoint})")
     for epoch, scores in enumerate(history):
         if log is not None:
             log(epoch, scores)
     for epoch in range(start, schedule.epochs):
-        torch.manual_seed(schedule.seed * 10_007 + epoch)
-        generator = torch.Generator().manual_seed(schedule.seed * 10_007 + epoch)
+        torch.manual_seed(epoch_seed(schedule.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(schedule.seed, epoch))
         loader = DataLoader(
             dataset,
             batch_size=schedule.batch_size,
@@ -147,17 +215,16 @@ def fit(
         if validate is not None:
             scores |= {f"val/{name}": value for name, value in validate(model).items()}
         history.append(scores)
-        with atomic_path(checkpoint) as tmp:
-            torch.save(
-                {
-                    "fingerprint": fingerprint,
-                    "history": history,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                },
-                tmp,
-            )
+        torch_io.save(
+            {
+                "fingerprint": fingerprint,
+                "history": history,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+            checkpoint,
+        )
         if log is not None:
             log(epoch, scores)
     return start

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from destseg.ids import check_id, read_id_list
+
 IGNORE_INDEX = 255
+# What PIL raises for a damaged file, depending on the format and the damage.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class ImageFileError(ValueError):
+    """An image or mask file that cannot be decoded; the message names it."""
 
 
 def voc_palette() -> list[int]:
@@ -49,18 +57,38 @@ def save_mask(path: str | Path, mask: np.ndarray) -> None:
 
 def load_mask(path: str | Path) -> np.ndarray:
     """Load a label map: the palette indices of a 'P' PNG (or the values of an 'L' PNG)."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise ValueError(
-                f"{path}: a mask must be a palette or greyscale PNG, got mode {image.mode}"
-            )
-        return np.array(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in ("P", "L"):
+                return np.array(image, dtype=np.uint8)
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable mask ({_describe(err)})") from None
+    raise ImageFileError(f"{path}: a mask must be a palette or greyscale PNG, got mode {mode}")
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Load an image as an (H, W, 3) uint8 RGB array."""
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"), dtype=np.uint8)
+    """Load an image as an (H, W, 3) uint8 RGB array, decoded completely."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image, from its header only."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    return str(err) or type(err).__name__
 
 
 @dataclass(frozen=True)
@@ -70,19 +98,26 @@ class VOCLayout:
     root: Path
 
     def image_path(self, image_id: str) -> Path:
-        return self.root / "JPEGImages" / f"{image_id}.jpg"
+        return self.root / "JPEGImages" / f"{check_id(image_id)}.jpg"
 
     def mask_path(self, image_id: str) -> Path:
-        return self.root / "SegmentationClass" / f"{image_id}.png"
+        return self.root / "SegmentationClass" / f"{check_id(image_id)}.png"
 
     def split_path(self, split: str) -> Path:
-        return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        return self.root / "ImageSets" / "Segmentation" / f"{check_id(split, 'list name')}.txt"
+
+    def split_names(self) -> list[str]:
+        """The names of the image lists the dataset has."""
+        return sorted(path.stem for path in self.split_path("x").parent.glob("*.txt"))
 
     def ids(self, split: str) -> list[str]:
+        """The ids of list ``split``, checked (see :func:`destseg.ids.read_id_list`)."""
         path = self.split_path(split)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: split list not found (run the prepare stage first)")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            names = self.split_names()
+            hint = f"the dataset has {', '.join(names)}" if names else "run the prepare stage first"
+            raise FileNotFoundError(f"{path}: image list {split!r} not found ({hint})")
+        ids = read_id_list(path)
         if not ids:
             raise ValueError(f"{path}: the split list is empty")
         return ids

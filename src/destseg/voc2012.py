@@ -21,6 +21,7 @@ from torchvision.datasets.voc import DATASET_YEAR_DICT
 
 from destseg.download import Archive, extract, fetch, under
 from destseg.folder_source import DatasetError, import_folder
+from destseg.ids import IdError, read_id_list
 from destseg.voc import VOCLayout, save_mask
 
 CLASSES = [
@@ -55,9 +56,13 @@ def sbd_mask(path: Path) -> np.ndarray:
 
 
 def _read_list(path: Path) -> list[str]:
+    """The checked ids of a list in an archive (they name the files read and written)."""
     if not path.is_file():
         raise DatasetError(f"{path}: list not found in the archive")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return read_id_list(path)
+    except IdError as err:
+        raise DatasetError(str(err)) from None
 
 
 def stage(voc_root: Path, sbd_root: Path) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from destseg.files import atomic_path
+from destseg import torch_io
 from destseg.models.affinity import AffinityNet
 from destseg.models.classifier import Classifier
 from destseg.models.segmenter import Segmenter
@@ -30,25 +30,24 @@ def build_model(kind: str, config: dict[str, Any], pretrained: bool = False) -> 
 
 
 def save_model(path: Path, kind: str, config: dict[str, Any], model: nn.Module) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"kind": kind, "config": config, "state_dict": model.state_dict()}, tmp)
+    torch_io.save({"kind": kind, "config": config, "state_dict": model.state_dict()}, path)
 
 
 def load_model(path: Path, kind: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The network stored at ``path`` in eval mode on ``device``, and its config."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: model file not found (run the stage that trains it)")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable model file ({type(err).__name__})") from None
+    state = torch_io.load(path, map_location=device)
     if not isinstance(state, dict) or state.get("kind") != kind:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: expected a {kind} model file, found {found!r}")
-    model = build_model(kind, state["config"])
+    try:
+        model = build_model(kind, state["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a valid {kind} configuration ({err})") from None
     try:
         model.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
+    except (KeyError, RuntimeError) as err:
         first = str(err).splitlines()[0]
         raise ValueError(
             f"{path}: weights do not fit a {kind} {state['config']}: {first}"
