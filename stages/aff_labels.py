@@ -23,7 +23,7 @@ from stages.common import (
     reported,
     require,
 )
-from stages.params import AFFINITY_METHODS, AffLabelsParams, RefineParams
+from stages.params import AFFINITY_METHODS, AffLabelsParams, RefineMethodParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -42,22 +42,18 @@ def main(
     """One PNG per image of splits.train: a class, 0 (background) or 255 (unsure); the labelled
     pixels of splits.score_cams are scored against their masks."""
     p = read_params(params, "aff_labels", AffLabelsParams)
-    refine = read_params(params, "refine", RefineParams)
+    method = read_params(params, "refine", RefineMethodParams).method
     splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
     ids, scored = cam_ids(layout, splits)
     with atomic_path(out, directory=True) as tmp:
-        if refine.method not in AFFINITY_METHODS:
+        if method not in AFFINITY_METHODS:
             scores = {}
-            print(f"aff_labels: refine.method is {refine.method}: no affinity labels needed")
+            print(f"aff_labels: refine.method is {method}: no affinity labels needed")
         else:
-            labeller = partial(
-                confident_labels,
-                conf_fg=p.conf_fg,
-                conf_bg=p.conf_bg,
-                crf=DenseCRF(**refine.crf.model_dump()) if p.crf else None,
-            )
+            crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
+            labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
             scores = label_split(layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels")
             print(
                 f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "

@@ -125,6 +125,17 @@ class TrainParams(Section):
     momentum: Annotated[float, Field(ge=0, lt=1)]
     poly_power: Annotated[float, Field(ge=0)]
     workers: Annotated[int, Field(ge=0)]
+    freeze_bn: StrictBool
+    freeze_through: Literal["none", "stem", "layer1", "layer2", "layer3", "layer4"]
+
+    @model_validator(mode="after")
+    def _freezing_needs_pretrained_weights(self) -> TrainParams:
+        if (self.freeze_bn or self.freeze_through != "none") and not self.pretrained:
+            raise ValueError(
+                "freeze_bn and freeze_through keep ImageNet statistics and weights: they need "
+                "pretrained: true"
+            )
+        return self
 
     @field_validator("scale_range")
     @classmethod
@@ -214,12 +225,20 @@ class CrfParams(Section):
     bilateral_compat: Annotated[float, Field(ge=0)]
 
 
+class AffLabelsCrfParams(CrfParams):
+    """The CRF that snaps the confident regions to image edges (stage aff_labels)."""
+
+    enabled: StrictBool
+    unary: Literal["probability", "label"]
+    gt_prob: Annotated[float, Field(gt=0, lt=1)]
+
+
 class AffLabelsParams(Section):
     """Confident regions of the CAMs that AffinityNet learns from (stage aff_labels)."""
 
     conf_fg: Annotated[float, Field(gt=0, lt=1)]
     conf_bg: Annotated[float, Field(gt=0, lt=1)]
-    crf: StrictBool
+    crf: AffLabelsCrfParams
     workers: Annotated[int, Field(ge=1)]
 
     @model_validator(mode="after")
@@ -241,6 +260,7 @@ class PropagateParams(Section):
 
     beta: Positive
     exp_times: Annotated[int, Field(ge=0, le=12)]
+    normalize: Literal["global", "per_class"]
 
 
 RefineMethod = Literal["crf", "affinity", "affinity+crf"]
@@ -257,6 +277,15 @@ class RefineParams(Section):
     crf: CrfParams
 
 
+class RefineMethodParams(BaseModel):
+    """``refine.method`` alone: aff_labels reads it to know whether affinity is needed (the rest
+    of ``refine`` is the refine stage's business, and must not rerun aff_labels)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    method: RefineMethod
+
+
 class EvaluateParams(Section):
     scales: Scales
     flip: StrictBool
@@ -267,3 +296,19 @@ class RunParams(Section):
 
     seed: Seed
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+
+
+# Every section of params.yaml and its schema (besides the top-level RunParams keys): a test
+# keeps this equal to the file's sections, so no section goes unvalidated.
+SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataParams,
+    "splits": SplitParams,
+    "cls": ClsParams,
+    "cam": CamParams,
+    "aff_labels": AffLabelsParams,
+    "aff": AffParams,
+    "propagate": PropagateParams,
+    "refine": RefineParams,
+    "seg": SegParams,
+    "evaluate": EvaluateParams,
+}

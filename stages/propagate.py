@@ -58,7 +58,7 @@ def main(
         device = resolve_device(run.device)
         model, _ = load_model(model_path, "affinity", device)
         ids = layout.ids(splits.train)
-        propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, device)
+        propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, p.normalize, device)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from dvclive import Live
 from destseg.data import VOCDataset
 from destseg.device import resolve_device
 from destseg.models.checkpoint import build_model, save_model
+from destseg.models.freezing import freeze_backbone
 from destseg.training import (
     LossFn,
     Schedule,
@@ -50,6 +51,7 @@ def train_and_save(
     device = resolve_device(run.device)
     seed_everything(run.seed)
     model = build_model(kind, config, pretrained=p.pretrained)
+    freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
     optimizer = build_optimizer(
         p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
     )

@@ -142,7 +142,15 @@ def test_propagated_cams_keep_the_cam_format(tiny_layout, tmp_path):
         cam = np.random.default_rng(0).random((len(classes), 64, 64)).astype(np.float32)
         save_cam(tmp_path / "cam" / f"{image_id}.npz", classes, cam)
     propagate_cams(
-        model, tiny_layout, ids, tmp_path / "cam", tmp_path / "out", 8.0, 3, torch.device("cpu")
+        model,
+        tiny_layout,
+        ids,
+        tmp_path / "cam",
+        tmp_path / "out",
+        8.0,
+        3,
+        "per_class",
+        torch.device("cpu"),
     )
     for image_id in ids:
         classes, cam = load_cam(tmp_path / "cam" / f"{image_id}.npz")

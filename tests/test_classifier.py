@@ -90,3 +90,15 @@ def test_checkpoint_records_the_variant_and_refuses_another(tmp_path):
     torch.save(state, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="weights do not fit"):
         load_model(tmp_path / "wrong.pt", "classifier", torch.device("cpu"))
+
+
+def test_the_mdc_learns_at_the_head_rate_like_every_new_layer():
+    """IRN gives the layers it adds to the ImageNet backbone 10x the learning rate; the MDC's
+    convolution and BatchNorm are new too."""
+    model = Classifier("resnet18", 3, False, 16, ldm=LDM, mdc=MDC)
+    body, head = model.param_groups(0.1, 10, 1e-4)
+    assert (body["lr"], head["lr"]) == (0.1, 1.0)
+    head_ids = {id(p) for p in head["params"]}
+    assert all(id(p) in head_ids for p in model.mdc.parameters())
+    assert all(id(p) in head_ids for p in model.classifier.parameters())
+    assert {id(p) for p in body["params"]} == {id(p) for p in model.encoder.parameters()}

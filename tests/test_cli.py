@@ -23,6 +23,13 @@ STAGES = [
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _outputs_outside_the_repository(tmp_path, monkeypatch):
+    """A stage's default outputs (data/...) are relative to the working directory: a stage
+    that wrongly ran on would write them under tmp_path, never into the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_help(stage):
     app = importlib.import_module(f"stages.{stage}").app

@@ -6,26 +6,10 @@ from conftest import ROOT
 
 from destseg.voc2012 import CLASSES
 from stages.common import read_params, read_run
-from stages.params import (
-    CamParams,
-    ClsParams,
-    DataParams,
-    EvaluateParams,
-    RefineParams,
-    SegParams,
-    SplitParams,
-)
+from stages.params import SECTIONS, RunParams
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
-SECTIONS = {
-    "data": DataParams,
-    "splits": SplitParams,
-    "cls": ClsParams,
-    "cam": CamParams,
-    "refine": RefineParams,
-    "seg": SegParams,
-    "evaluate": EvaluateParams,
-}
+PARAMS = ROOT / "params.yaml"
 
 
 def _keys(tree: dict, prefix: str = "") -> set[str]:
@@ -37,9 +21,13 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize(("section", "schema"), SECTIONS.items())
-def test_every_section_validates(section, schema):
-    read_params(CONFIG, section, schema)
+@pytest.mark.parametrize("path", [CONFIG, PARAMS], ids=["voc2012", "params"])
+def test_every_section_has_a_schema_and_validates(path):
+    tree = yaml.safe_load(path.read_text())
+    assert set(tree) == set(SECTIONS) | set(RunParams.model_fields)
+    read_run(path)
+    for section, schema in SECTIONS.items():
+        read_params(path, section, schema)
 
 
 def test_it_has_exactly_the_keys_of_params_yaml():
@@ -59,3 +47,28 @@ def test_it_is_the_papers_setting():
     assert cls["ldm"]["enabled"] and cls["mdc"]["enabled"]
     assert config["cam"]["scales"] == [1.0, 0.5, 1.5, 2.0] and config["cam"]["flip"]
     assert len(CLASSES) == 21
+
+
+def test_its_sgd_runs_what_irn_and_psa_ran():
+    """Their PolyOptimizer calls SGD(params, lr, weight_decay): the weight decay lands in the
+    momentum slot, so lr 0.1 ran with momentum 1e-4 (classifier) and 5e-4 (AffinityNet)."""
+    config = yaml.safe_load(CONFIG.read_text())
+    cls, aff = config["cls"], config["aff"]
+    assert (cls["lr"], cls["head_lr_mult"], cls["weight_decay"]) == (0.1, 10, 1e-4)
+    assert cls["momentum"] == cls["weight_decay"] == 1e-4 and cls["poly_power"] == 0.9
+    assert (aff["lr"], aff["weight_decay"], aff["momentum"]) == (0.1, 5e-4, 5e-4)
+    assert (aff["batch_size"], aff["epochs"], aff["crop_size"]) == (8, 8, 448)
+
+
+def test_its_steps_are_irns():
+    config = yaml.safe_load(CONFIG.read_text())
+    cls = config["cls"]
+    assert cls["scale_range"] == [0.625, 1.25]  # resize_long (320, 640) for a 512 crop
+    assert (cls["freeze_bn"], cls["freeze_through"]) == (True, "layer2")
+    assert config["cam"]["threshold"] == 0.15  # cam_eval_thres
+    crf = config["aff_labels"]["crf"]
+    assert (crf["unary"], crf["gt_prob"], crf["bilateral_sxy"], crf["bilateral_srgb"]) == (
+        "label", 0.7, 50, 5,
+    )  # fmt: skip
+    assert config["propagate"]["normalize"] == "global" and config["propagate"]["exp_times"] == 8
+    assert config["refine"]["propagated_bg_threshold"] == 0.25

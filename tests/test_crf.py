@@ -1,4 +1,6 @@
 import numpy as np
+import pydensecrf.densecrf as dcrf
+from pydensecrf.utils import unary_from_labels
 
 from destseg.crf import DenseCRF
 from destseg.pseudo_mask import cam_probabilities, crf_pseudo_mask
@@ -39,3 +41,31 @@ def test_low_confidence_pixels_are_ignored():
     assert (refined == IGNORE_INDEX).any()
     kept = crf_pseudo_mask(image, cam, np.array([1]), 0.4, DenseCRF(), min_confidence=0.0)
     assert not (kept == IGNORE_INDEX).any()
+
+
+def _irn_crf_inference_label(image, labels, n_labels, gt_prob=0.7, t=10):
+    """IRN's misc/imutils.crf_inference_label, written out with pydensecrf."""
+    height, width = image.shape[:2]
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    crf.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(image), compat=10)
+    return np.argmax(np.array(crf.inference(t)).reshape((n_labels, height, width)), axis=0)
+
+
+def test_the_label_unary_is_irns_crf_inference_label():
+    image, truth, cam = _scene()
+    irn_crf = DenseCRF(unary="label", gt_prob=0.7)  # kernels 3/3 and 50/5/10: IRN's
+    got = crf_pseudo_mask(image, cam, np.array([1]), 0.4, irn_crf)
+    initial = np.argmax(np.pad(cam, ((1, 0), (0, 0), (0, 0)), constant_values=0.4), axis=0)
+    np.testing.assert_array_equal(got, _irn_crf_inference_label(image, initial, 2))
+    assert (got == truth).mean() > ((cam[0] > 0.4) == truth).mean() + 0.05
+    soft = crf_pseudo_mask(image, cam, np.array([1]), 0.4, DenseCRF())
+    assert not np.array_equal(got, soft)  # the unary matters
+
+
+def test_a_single_label_needs_no_inference():
+    image, _, _ = _scene()
+    for unary in ("probability", "label"):
+        posterior = DenseCRF(unary=unary)(image, np.ones((1, 64, 64), np.float32))
+        assert posterior.shape == (1, 64, 64) and np.all(posterior == 1)

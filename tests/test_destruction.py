@@ -49,6 +49,30 @@ def test_cells_move_as_whole_cells_within_the_neighbourhood(k):
     assert moved
 
 
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (375, 500)])
+def test_cells_stay_whole_when_the_grid_does_not_divide_the_image(height, width):
+    """The paper's grid 7 on a 512 px crop (73 px cells, 1 px left over) and on a VOC image:
+    every output cell is one input cell, whole; the leftover strip stays where it was."""
+    grid = 7
+    ids = torch.arange(height * width, dtype=torch.float32).reshape(1, height, width)
+    out = region_confusion(ids, grid, 2, torch.Generator().manual_seed(3))[0]
+    ch, cw = height // grid, width // grid
+    cells = {
+        tuple(ids[0, r * ch : (r + 1) * ch, c * cw : (c + 1) * cw].flatten().tolist()): (r, c)
+        for r in range(grid)
+        for c in range(grid)
+    }
+    found = set()
+    for a in range(grid):
+        for b in range(grid):
+            block = out[a * ch : (a + 1) * ch, b * cw : (b + 1) * cw].flatten().tolist()
+            assert tuple(block) in cells, f"output cell {(a, b)} is not a whole input cell"
+            found.add(cells[tuple(block)])
+    assert len(found) == grid * grid and found != {(a, a) for a in range(grid)}
+    assert torch.equal(out[grid * ch :], ids[0, grid * ch :])
+    assert torch.equal(out[:, grid * cw :], ids[0, :, grid * cw :])
+
+
 @pytest.mark.parametrize(("height", "width", "grid"), [(50, 61, 7), (13, 9, 4), (64, 64, 7)])
 def test_destruction_is_a_permutation_of_the_pixels(height, width, grid):
     image = torch.arange(3 * height * width, dtype=torch.float32).reshape(3, height, width)

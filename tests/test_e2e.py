@@ -1,16 +1,13 @@
 """The real `dvc repro` on a tiny configuration, in a temporary copy of the repository."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, TINY
+from conftest import TINY
+from pipeline_repo import reproduce, run
 
 from destseg.synthetic import write_dataset
 from destseg.voc import VOCLayout
@@ -37,51 +34,10 @@ TINY_PARAMS = {
 }
 
 
-def _set(params: dict, dotted: str, value) -> None:
-    *parents, key = dotted.split(".")
-    for parent in parents:
-        params = params[parent]
-    params[key] = value
-
-
-def _run(args, cwd, env):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def _reproduce(repo, overrides: dict) -> tuple:
-    """Copy the repository's code and dvc.yaml into ``repo``, write the tiny params with
-    ``overrides``, commit, and run the real ``dvc repro`` there."""
-    for name in ("src", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
-    (repo / ".dvc").mkdir()
-    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for dotted, value in {**TINY_PARAMS, **overrides}.items():
-        _set(params, dotted, value)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-        DVC_NO_ANALYTICS="1",
-    )
-    _run(["git", "init", "-q"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "tiny"], repo, env)
-    _run(["dvc", "repro"], repo, env)
-    return repo, env
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
-    return _reproduce(tmp_path_factory.mktemp("repo"), {})
+    return reproduce(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
 
 
 FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
@@ -117,7 +73,7 @@ def folder_repo(tmp_path_factory):
         "data.folder.classes": FOLDER_CLASSES,
         "splits.score_cams": "scored",
     }
-    return _reproduce(tmp_path_factory.mktemp("folder_repo"), overrides)
+    return reproduce(tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **overrides})
 
 
 def _json(path):
@@ -147,6 +103,10 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     for key in ("pixel_accuracy", "mean_class_accuracy", "all_background_miou"):
         assert 0 <= evaluate[key] <= 1
     assert _json(metrics / "train_seg" / "metrics.json")["train"]["loss"] > 0
+    # every stage beats predicting background everywhere on the same pixels
+    assert cam["miou"] > cam["all_background_miou"] + 0.05
+    assert refine["miou"] > cam["all_background_miou"] + 0.05  # same split (score_cams)
+    assert evaluate["miou"] > evaluate["all_background_miou"] + 0.02
     table = pd.read_csv(metrics / "evaluate_per_class.csv")
     assert list(table["class"]) == ["background", "disk", "square", "triangle"]
     sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
@@ -166,54 +126,54 @@ def test_outputs_are_complete(repo):
     assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
     predictions = root / "data/evaluate/prediction"
     assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
-    assert not [p for p in (root / "data").rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in (root / "data").rglob("*") if p.name.endswith((".tmp", ".old"))]
 
 
 @pytest.mark.e2e
 def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     root, env = repo
-    assert "up to date" in _run(["dvc", "status"], root, env).lower()
+    assert "up to date" in run(["dvc", "status"], root, env).lower()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["refine"]["min_confidence"] = 0.5
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = json.loads(_run(["dvc", "status", "--json"], root, env))
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
     assert set(status) == {"refine"}
     params["evaluate"]["flip"] = False
     params["seed"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = json.loads(_run(["dvc", "status", "--json"], root, env))
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
     assert set(status) == {"refine", "evaluate", "train_cls", "train_aff", "train_seg"}
 
 
-def _stages_run(output: str) -> set[str]:
+def _stagesrun(output: str) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", output))
 
 
 @pytest.mark.e2e
 def test_refine_method_runs_only_the_stages_it_needs(repo):
     root, env = repo
-    _run(["git", "checkout", "params.yaml"], root, env)
+    run(["git", "checkout", "params.yaml"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     before = _json(root / "data/metrics/refine.json")
     # affinity+crf -> affinity: the same affinity labels, model and walk; only refine reruns
     params["refine"]["method"] = "affinity"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _stages_run(_run(["dvc", "repro"], root, env))
+    ran = _stagesrun(run(["dvc", "repro"], root, env))
     assert ran == {"aff_labels", "refine", "train_seg", "evaluate"}
     assert _json(root / "data/metrics/refine.json").keys() == before.keys()
     # -> crf: the affinity stages empty their outputs instead of training
     params["refine"]["method"] = "crf"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = _run(["dvc", "repro"], root, env)
+    output = run(["dvc", "repro"], root, env)
     assert "not trained" in output and "nothing propagated" in output
     for folder in ("aff_labels", "train_aff", "propagated_cam"):
         assert not any((root / "data" / folder).iterdir())
     assert _json(root / "data/metrics/aff_labels.json") == {}
     assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
     # back to affinity+crf: DVC's run cache restores every stage, nothing is retrained
-    _run(["git", "checkout", "params.yaml"], root, env)
-    output = _run(["dvc", "repro"], root, env)
-    assert not _stages_run(output)
+    run(["git", "checkout", "params.yaml"], root, env)
+    output = run(["dvc", "repro"], root, env)
+    assert not _stagesrun(output)
     assert _json(root / "data/metrics/refine.json") == before
 
 

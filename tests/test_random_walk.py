@@ -155,9 +155,37 @@ def test_propagation_removes_a_cam_spill_across_a_boundary():
     _, _, affinity = _two_regions(height=8, width=8, across=0.0)
     cam = torch.zeros(1, 16, 16)  # image size: twice the affinity grid
     cam[0, :, :9] = 1.0  # the object is the left half (8 columns); the CAM spills 1 column
-    walked = propagate_cam(cam, affinity, radius=3, beta=8.0, exp_times=8)
+    walked = propagate_cam(cam, affinity, radius=3, beta=8.0, exp_times=8, stride=2)
     assert walked.shape == cam.shape and torch.isclose(walked.max(), torch.tensor(1.0), atol=1e-4)
     assert walked[0, :, :6].min() > 0.9  # inside stays on
     # half a grid column of 0.5 spread over the 4 columns of the right region: about 1/8
     assert walked[0, :, 10:].max() < 0.15 and walked[0, :, 8:].max() < 0.5
-    assert propagate_cam(torch.zeros(0, 16, 16), affinity, 3, 8.0, 8).shape == (0, 16, 16)
+    assert propagate_cam(torch.zeros(0, 16, 16), affinity, 3, 8.0, 8, 2).shape == (0, 16, 16)
+
+
+def test_global_normalisation_keeps_a_diluted_class_weak():
+    """Two classes in two regions: class 1 fills its region, class 2 is a single hot cell that
+    the walk spreads thin over its own region. IRN divides by the global maximum: class 2 stays
+    weak (below a 0.25 background) where per-class normalisation would inflate it back to 1."""
+    _, _, affinity = _two_regions(height=8, width=8, across=0.0)
+    cam = torch.zeros(2, 16, 16)
+    cam[0, :, :8] = 1.0
+    cam[1, 0:2, 14:16] = 1.0  # one grid cell of the right region (32 cells)
+    walked = propagate_cam(cam, affinity, 3, 8.0, 8, stride=2, normalize="global")
+    assert torch.isclose(walked[0].max(), torch.tensor(1.0), atol=1e-4)
+    assert walked[1].max() < 0.1
+    per_class = propagate_cam(cam, affinity, 3, 8.0, 8, stride=2, normalize="per_class")
+    assert torch.isclose(per_class[1].max(), torch.tensor(1.0), atol=1e-3)
+    torch.testing.assert_close(per_class[0], walked[0])
+
+
+def test_the_walk_is_brought_back_over_the_pixels_of_its_cells():
+    """A 10 x 10 image on a stride-4 grid of 3 x 3 cells (the last ones over 2 pixels): without
+    affinities the walk is the identity, so a cell's value comes back over its own pixels."""
+    affinity = torch.zeros(len(neighbour_offsets(2)), 3, 3)
+    cam = torch.zeros(1, 10, 10)
+    cam[0, 8:, 8:] = 1.0  # exactly the last cell
+    walked = propagate_cam(cam, affinity, 2, 8.0, 3, stride=4, normalize="per_class")
+    assert walked[0, 9, 9] > 0.99 and walked[0, :6, :6].max() == 0
+    with pytest.raises(ValueError, match="gives a"):
+        propagate_cam(cam, torch.zeros(len(neighbour_offsets(2)), 2, 2), 2, 8.0, 3, stride=4)

@@ -24,6 +24,13 @@ runner = CliRunner()
 pytestmark = pytest.mark.bad_input
 
 
+@pytest.fixture(autouse=True)
+def _outputs_outside_the_repository(tmp_path, monkeypatch):
+    """A stage's default outputs (data/...) are relative to the working directory: a stage
+    that wrongly ran on would write them under tmp_path, never into the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _invoke(stage, params, *args):
     return runner.invoke(
         importlib.import_module(f"stages.{stage}").app, ["--params", str(params), *args]

@@ -2,20 +2,17 @@
 small archives served on 127.0.0.1."""
 
 import hashlib
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
-import scipy.io
 import yaml
 from conftest import ROOT
 from http_server import LocalServer, Served
-from PIL import Image
 from torchvision.datasets import SBDataset
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from typer.testing import CliRunner
+from voc_archives import SBD, VOC, encode, sbd_mat, tar, xml
 
 from destseg import voc2012
 from destseg.download import Archive
@@ -23,8 +20,6 @@ from destseg.folder_source import DatasetError
 from destseg.voc import VOCLayout, load_mask
 from stages.prepare import app
 
-VOC = "VOCdevkit/VOC2012"
-SBD = "benchmark_RELEASE/dataset"
 # two VOC train, two VOC val images; SBD adds s1..s3 and repeats a1 and v1
 VOC_TRAIN, VOC_VAL = ["a1", "a2"], ["v1", "v2"]
 SBD_TRAIN, SBD_VAL = ["s1", "s2", "v1"], ["s3", "a1"]
@@ -53,12 +48,6 @@ def test_archives_and_params_match_torchvision():
     assert len(voc2012.CLASSES) == 21 and voc2012.CLASSES[0] == "background"
 
 
-def _sbd_mat(mask: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"GTcls": {"Segmentation": mask, "CategoriesPresent": [1]}})
-    return buffer.getvalue()
-
-
 def _mask(seed: int, values=(0, 8, 12)) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.choice(np.array(values, dtype=np.uint8), size=(20, 30))
@@ -66,50 +55,26 @@ def _mask(seed: int, values=(0, 8, 12)) -> np.ndarray:
 
 def test_sbd_mask_reads_the_class_map(tmp_path):
     mask = _mask(0)
-    (tmp_path / "a.mat").write_bytes(_sbd_mat(mask))
+    (tmp_path / "a.mat").write_bytes(sbd_mat(mask))
     assert np.array_equal(voc2012.sbd_mask(tmp_path / "a.mat"), mask)
     (tmp_path / "b.mat").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match=r"b\.mat: not an SBD class file"):
         voc2012.sbd_mask(tmp_path / "b.mat")
 
 
-def _png(array: np.ndarray, mode: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).convert(mode).save(buffer, format="PNG" if mode == "P" else "JPEG")
-    return buffer.getvalue()
-
-
-def _xml(names: list[str]) -> bytes:
-    objects = "".join(
-        f"<object><name>{n}</name><difficult>{i % 2}</difficult></object>"
-        for i, n in enumerate(names)
-    )
-    return f"<annotation><filename>x.jpg</filename>{objects}</annotation>".encode()
-
-
-def _tar(members: dict[str, bytes], mode: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _archives() -> tuple[bytes, bytes]:
     image = np.zeros((20, 30, 3), dtype=np.uint8)
-    voc = {f"{VOC}/JPEGImages/{i}.jpg": _png(image, "RGB") for i in OBJECTS}
-    voc |= {f"{VOC}/Annotations/{i}.xml": _xml(names) for i, names in OBJECTS.items()}
-    voc |= {f"{VOC}/SegmentationClass/{i}.png": _png(_mask(1), "P") for i in VOC_TRAIN + VOC_VAL}
+    voc = {f"{VOC}/JPEGImages/{i}.jpg": encode(image, "RGB") for i in OBJECTS}
+    voc |= {f"{VOC}/Annotations/{i}.xml": xml(names) for i, names in OBJECTS.items()}
+    voc |= {f"{VOC}/SegmentationClass/{i}.png": encode(_mask(1), "P") for i in VOC_TRAIN + VOC_VAL}
     for name, ids in {"train": VOC_TRAIN, "val": VOC_VAL, "trainval": VOC_TRAIN + VOC_VAL}.items():
         voc[f"{VOC}/ImageSets/Segmentation/{name}.txt"] = "".join(f"{i}\n" for i in ids).encode()
     voc[f"{VOC}/SegmentationObject/a1.png"] = b"not needed"
-    sbd = {f"{SBD}/cls/{i}.mat": _sbd_mat(_mask(2 + n)) for n, i in enumerate(["s1", "s2", "s3"])}
-    sbd |= {f"{SBD}/cls/{i}.mat": _sbd_mat(_mask(9, (0, 1))) for i in ["a1", "v1"]}
+    sbd = {f"{SBD}/cls/{i}.mat": sbd_mat(_mask(2 + n)) for n, i in enumerate(["s1", "s2", "s3"])}
+    sbd |= {f"{SBD}/cls/{i}.mat": sbd_mat(_mask(9, (0, 1))) for i in ["a1", "v1"]}
     sbd[f"{SBD}/train.txt"] = "".join(f"{i}\n" for i in SBD_TRAIN).encode()
     sbd[f"{SBD}/val.txt"] = "".join(f"{i}\n" for i in SBD_VAL).encode()
-    return _tar(voc, "w"), _tar(sbd, "w:gz")
+    return tar(voc, "w"), tar(sbd, "w:gz")
 
 
 def _params(tmp_path, url: str, voc: bytes, sbd: bytes, sbd_md5: str | None = None):
@@ -192,10 +157,10 @@ def test_build_checks_the_train_aug_size(tmp_path):
 def test_an_sbd_list_with_an_id_that_leaves_the_archive_is_refused(tmp_path):
     """SBD ids name the .mat read and the mask written: '../' in one must stop the build."""
     voc, _ = _archives()
-    sbd_members = {f"{SBD}/cls/s1.mat": _sbd_mat(_mask(2))}
+    sbd_members = {f"{SBD}/cls/s1.mat": sbd_mat(_mask(2))}
     sbd_members[f"{SBD}/train.txt"] = b"s1\n../../../../escaped\n"
     sbd_members[f"{SBD}/val.txt"] = b"s1\n"
-    sbd = _tar(sbd_members, "w:gz")
+    sbd = tar(sbd_members, "w:gz")
     with LocalServer(Served(files={"/voc.tar": voc, "/sbd.tgz": sbd})) as url:
         params = _params(tmp_path, url, voc, sbd)
         result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])

@@ -7,6 +7,7 @@ store only those k maps, in float16, compressed, with the class indices beside t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -25,6 +26,33 @@ from destseg.voc import VOCLayout, load_image, load_mask
 EPS = 1e-5
 
 
+def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """A normalised image (3, H, W) resized by ``scale`` the way IRN resizes its inputs: bicubic,
+    antialiased when it shrinks (IRN calls PIL's resize, which always is), sides rounded."""
+    height, width = image.shape[-2:]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if size == (height, width):
+        return image
+    return F.interpolate(
+        image[None], size=size, mode="bicubic", align_corners=False, antialias=True
+    )[0]
+
+
+def upsample_strided(maps: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Maps (N, k, h, w) of a network at ``stride`` brought to ``size`` (H, W) as IRN does:
+    upsampled to stride x ceil(H / stride) by stride x ceil(W / stride), then cropped to H x W.
+
+    A network with stride-2 layers gives ceil(H / stride) cells, the last one partly over
+    padding; resizing the cells straight to H x W would squeeze them and shift the map towards
+    the top-left by up to a cell's width (about 12 px at the bottom of a 500 px side at stride
+    16), while this keeps every cell over the pixels it saw.
+    """
+    height, width = size
+    padded = (stride * math.ceil(height / stride), stride * math.ceil(width / stride))
+    up = F.interpolate(maps, size=padded, mode="bilinear", align_corners=False)
+    return up[..., :height, :width]
+
+
 @torch.no_grad()
 def multiscale_cam(
     model: Classifier,
@@ -35,22 +63,23 @@ def multiscale_cam(
 ) -> torch.Tensor:
     """CAMs (k, H, W) of a normalised image (3, H, W) for foreground classes ``classes`` (1..K).
 
-    At each scale the image (and its mirror, with ``flip``) goes through the network; the ReLU'd
-    maps are flipped back, upsampled to the image size and summed over scales and flips; each
-    class map is then divided by its maximum.
+    At each scale the image (:func:`rescale_image`; and its mirror, with ``flip``) goes through
+    the network; the ReLU'd maps are flipped back, brought to the image size by
+    :func:`upsample_strided` and summed over scales and flips; each class map is then divided
+    by its maximum (IRN's make_cam).
     """
     height, width = image.shape[-2:]
     channels = [c - 1 for c in classes]
+    stride = model.encoder.output_stride
     total = image.new_zeros((len(channels), height, width))
     for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        x = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
+        x = rescale_image(image, scale)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
         cams = F.relu(model.cam(x)[:, channels])
         if flip:
             cams = cams[:1] + cams[1:].flip(-1)
-        total += F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)[0]
+        total += upsample_strided(cams, (height, width), stride)[0]
     return normalize_per_class(total)
 
 

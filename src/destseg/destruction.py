@@ -27,7 +27,7 @@ def neighbourhood_permutation(n: int, k: int, generator: torch.Generator | None 
 
 
 def _bounds(size: int, cells: int) -> list[int]:
-    """Cell borders that cut ``size`` pixels into ``cells`` parts differing by at most one."""
+    """Patch borders that cut ``size`` pixels into ``cells`` parts differing by at most one."""
     return [round(i * size / cells) for i in range(cells + 1)]
 
 
@@ -41,24 +41,32 @@ def region_confusion(
 ) -> torch.Tensor:
     """Shuffle the cells of one image (C, H, W) within their neighbourhood (the LDM).
 
-    Pass one permutes, in every band of rows, the horizontal segments of that band; pass two
-    permutes, in every band of columns, the vertical segments. Each pass moves whole pixel
-    segments, so the result is a permutation of the pixels even when ``grid`` does not divide
-    the image size (segments then differ by one pixel in length); when it does divide, this is
-    exactly DCL's cell shuffle.
+    The cells are H // grid by W // grid pixels, all the same size, so that every cell stays
+    whole through both passes: pass one permutes, in every band of rows, the cells of that band;
+    pass two permutes, in every band of columns, the cells of that band (DCL's swap). When
+    ``grid`` does not divide a side (512 px, grid 7: 73 px cells), the remainder (1 px there) is
+    a strip along the bottom and right edges that stays in place; cells of unequal sizes would
+    instead leave slivers of one cell inside another after the second pass. The result is always
+    a permutation of the pixels.
     """
     _, height, width = image.shape
-    rows, cols = _bounds(height, grid), _bounds(width, grid)
-    out = torch.empty_like(image)
+    cell_h, cell_w = height // grid, width // grid
+    if cell_h == 0 or cell_w == 0:
+        raise ValueError(f"a {height}x{width} image cannot be cut into {grid}^2 cells")
+    rows = [i * cell_h for i in range(grid + 1)]
+    cols = [i * cell_w for i in range(grid + 1)]
+    out = image.clone()
     for r in range(grid):
         index = _segment_index(cols, neighbourhood_permutation(grid, k, generator))
-        out[:, rows[r] : rows[r + 1]] = image[:, rows[r] : rows[r + 1]][
+        out[:, rows[r] : rows[r + 1], : cols[-1]] = image[:, rows[r] : rows[r + 1]][
             :, :, index.to(image.device)
         ]
-    result = torch.empty_like(out)
+    result = out.clone()
     for c in range(grid):
         index = _segment_index(rows, neighbourhood_permutation(grid, k, generator))
-        result[:, :, cols[c] : cols[c + 1]] = out[:, index.to(image.device), cols[c] : cols[c + 1]]
+        result[:, : rows[-1], cols[c] : cols[c + 1]] = out[
+            :, index.to(image.device), cols[c] : cols[c + 1]
+        ]
     return result
 
 

@@ -24,16 +24,19 @@ def propagate_cams(
     out_dir: Path,
     beta: float,
     exp_times: int,
+    normalize: str,
     device: torch.device,
 ) -> None:
     """Write the propagated CAMs of every image of ``ids`` to ``out_dir``, in the format of the
-    CAM files (same classes, image size, per-class max 1), so refinement reads either. The
-    network and the walk both run on ``device``."""
+    CAM files (same classes, image size, values in [0, 1]), so refinement reads either. The
+    network and the walk both run on ``device``; ``normalize`` as in :func:`propagate_cam`."""
     model.eval()
     for image_id in track(ids, description="propagate"):
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         affinity = model(image[None])[0].float()
         classes, cam = load_cam(cam_dir / f"{image_id}.npz")
         cam = torch.from_numpy(cam).to(device)
-        walked = propagate_cam(cam, affinity, model.radius, beta, exp_times)
+        walked = propagate_cam(
+            cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
+        )
         save_cam(out_dir / f"{image_id}.npz", classes, walked.cpu().numpy())

@@ -9,6 +9,7 @@ with the number of pixels times the neighbourhood, never with N squared as a den
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -66,21 +67,44 @@ def random_walk(cam: torch.Tensor, transition: torch.Tensor, steps: int) -> torc
     return x.T.reshape(channels, height, width)
 
 
+NORMALIZATIONS = ("global", "per_class")
+
+
 def propagate_cam(
-    cam: torch.Tensor, affinity: torch.Tensor, radius: int, beta: float, exp_times: int
+    cam: torch.Tensor,
+    affinity: torch.Tensor,
+    radius: int,
+    beta: float,
+    exp_times: int,
+    stride: int,
+    normalize: str = "global",
 ) -> torch.Tensor:
     """CAMs (k, H, W) at image size propagated by 2^``exp_times`` walk steps over the
-    affinities (P, h, w) of the network's low-resolution grid.
+    affinities (P, h, w) of the network's grid at ``stride`` (h = ceil(H / stride)).
 
-    The CAMs are averaged down to the grid (the walk runs there, so memory grows with h * w, not
-    H * W), walked, upsampled back bilinearly and divided by their maximum per class like the
-    CAMs themselves, so that one background threshold applies to both. An image without
-    classes passes through.
+    The CAMs are averaged over the grid's cells (the last ones partial, like the network's;
+    the walk runs there, so memory grows with h * w, not H * W), walked, and brought back to
+    the image size with each cell over its own pixels (:func:`destseg.cam.upsample_strided`'s
+    rule). Then ``normalize``: ``global`` divides by the largest value of any class (IRN's
+    make_sem_seg_labels), so a class the walk diluted stays weak against the background
+    threshold; ``per_class`` divides each class by its own maximum, like the CAMs. An image
+    without classes passes through.
     """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
     if cam.shape[0] == 0:
         return cam
     height, width = cam.shape[-2:]
-    small = F.adaptive_avg_pool2d(cam[None], affinity.shape[-2:])[0]
+    small = F.avg_pool2d(cam[None], stride, ceil_mode=True)[0]
+    if small.shape[-2:] != affinity.shape[-2:]:
+        raise ValueError(
+            f"a {height}x{width} CAM at stride {stride} gives a {tuple(small.shape[-2:])} grid, "
+            f"the affinities are {tuple(affinity.shape[-2:])}"
+        )
     walked = random_walk(small, transition_matrix(affinity, radius, beta), 2**exp_times)
-    up = F.interpolate(walked[None], size=(height, width), mode="bilinear", align_corners=False)
-    return up[0] / (up[0].amax(dim=(-2, -1), keepdim=True) + 1e-5)
+    padded = (stride * math.ceil(height / stride), stride * math.ceil(width / stride))
+    up = F.interpolate(walked[None], size=padded, mode="bilinear", align_corners=False)
+    up = up[0, :, :height, :width]
+    if normalize == "global":
+        return up / (up.max() + 1e-5)
+    return up / (up.amax(dim=(-2, -1), keepdim=True) + 1e-5)

@@ -56,6 +56,10 @@ class AffinityNet(nn.Module):
         """Affinities (N, P, h, w) in (0, 1] of the pairs of :func:`neighbour_offsets`."""
         return pair_affinity(self.features(x), self.radius)
 
+    def backbone_parts(self) -> list[nn.Module]:
+        """The encoder's stem and four stages, input first (for freezing)."""
+        return self.encoder.backbone_parts()
+
     def param_groups(self, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
         """The encoder at ``lr``; the taps and the mixing layer at ``lr * head_lr_mult``."""
         head = list(self.taps.parameters()) + list(self.mix.parameters())

@@ -64,8 +64,9 @@ def set_output_stride(resnet: ResNet, output_stride: int) -> ResNet:
 class Encoder(nn.Module):
     """ResNet stem and its four stages; returns the last feature map."""
 
-    def __init__(self, resnet: ResNet):
+    def __init__(self, resnet: ResNet, output_stride: int):
         super().__init__()
+        self.output_stride = output_stride
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
         # channels after each stage: the last BatchNorm of the stage's last block
@@ -73,6 +74,10 @@ class Encoder(nn.Module):
             getattr(stage[-1], "bn3", stage[-1].bn2).num_features for stage in self.stages
         ]
         self.out_channels = self.stage_channels[-1]
+
+    def backbone_parts(self) -> list[nn.Module]:
+        """The stem and the four stages, input first (see :mod:`destseg.models.freezing`)."""
+        return [self.stem, *self.stages]
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature maps after each of the four stages (mid-level modules tap into them)."""
@@ -88,4 +93,4 @@ class Encoder(nn.Module):
 
 
 def build_encoder(name: str, pretrained: bool, output_stride: int) -> Encoder:
-    return Encoder(set_output_stride(build_resnet(name, pretrained), output_stride))
+    return Encoder(set_output_stride(build_resnet(name, pretrained), output_stride), output_stride)

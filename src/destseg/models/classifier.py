@@ -86,16 +86,17 @@ class Classifier(nn.Module):
         """Raw class activation maps (N, K, h, w) of the unshuffled image, before ReLU."""
         return self.classifier(torch.cat(self.branches(x, destruct=False), dim=1))
 
+    def backbone_parts(self) -> list[nn.Module]:
+        """The encoder's stem and four stages, input first (for freezing)."""
+        return self.encoder.backbone_parts()
+
     def param_groups(self, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
-        """Encoder (and MDC) at ``lr``; the linear classifier at ``lr * head_lr_mult``."""
-        body = list(self.encoder.parameters())
+        """The encoder at ``lr``; the layers added to it, the MDC and the linear classifier, at
+        ``lr * head_lr_mult`` (IRN's ``newly_added`` group: new layers learn 10x faster)."""
+        head = list(self.classifier.parameters())
         if self.mdc is not None:
-            body += list(self.mdc.parameters())
+            head += list(self.mdc.parameters())
         return [
-            {"params": body, "lr": lr, "weight_decay": weight_decay},
-            {
-                "params": list(self.classifier.parameters()),
-                "lr": lr * head_lr_mult,
-                "weight_decay": weight_decay,
-            },
+            {"params": list(self.encoder.parameters()), "lr": lr, "weight_decay": weight_decay},
+            {"params": head, "lr": lr * head_lr_mult, "weight_decay": weight_decay},
         ]

@@ -30,6 +30,12 @@ class Segmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)["out"]
 
+    def backbone_parts(self) -> list[nn.Module]:
+        """The stem (conv1, bn1) and the four stages of the ResNet, input first."""
+        body = self.net.backbone
+        stem = nn.ModuleList([body.conv1, body.bn1])  # a view for iteration; owns nothing
+        return [stem, body.layer1, body.layer2, body.layer3, body.layer4]
+
     def param_groups(self, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
         """The backbone at ``lr`` and the ASPP head at ``lr * head_lr_mult``."""
         return [

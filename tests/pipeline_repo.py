@@ -1,0 +1,53 @@
+"""A temporary copy of the repository in which the real ``dvc repro`` runs (end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import ROOT
+
+
+def set_dotted(params: dict, dotted: str, value) -> None:
+    *parents, key = dotted.split(".")
+    for parent in parents:
+        params = params[parent]
+    params[key] = value
+
+
+def run(args, cwd, env):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> tuple:
+    """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` with ``overrides``
+    (dotted keys) as params.yaml, commit, and run the real ``dvc repro`` there."""
+    for name in ("src", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    params = yaml.safe_load(base.read_text())
+    for dotted, value in overrides.items():
+        set_dotted(params, dotted, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        DVC_NO_ANALYTICS="1",
+    )
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "tiny"], repo, env)
+    run(["dvc", "repro"], repo, env)
+    return repo, env
