@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.models.affinity import AffinityNet
 from destseg.models.classifier import Classifier
+from destseg.models.freezing import freeze_backbone
 from destseg.models.segmenter import Segmenter
 
 TRAIN_AUG, VOC_VAL = 10_582, 1_449
@@ -37,8 +38,10 @@ def flops(run) -> float:
     return counter.get_total_flops()
 
 
-def train_flops(model: torch.nn.Module, crop: int) -> float:
-    """Forward + backward FLOPs per training image (batch of 2: BatchNorm needs two)."""
+def train_flops(model: torch.nn.Module, crop: int, section: dict) -> float:
+    """Forward + backward FLOPs per training image (batch of 2: BatchNorm needs two), with the
+    section's frozen parts, which need no backward pass."""
+    freeze_backbone(model.backbone_parts(), section["freeze_bn"], section["freeze_through"])
     model.train()
     x = torch.randn(2, 3, crop, crop)
     return flops(lambda: model(x).sum().backward()) / 2
@@ -78,12 +81,12 @@ def main(
     rows = [
         (
             "train_cls (as configured)",
-            train_flops(classifier, cls["crop_size"]),
+            train_flops(classifier, cls["crop_size"], cls),
             TRAIN_AUG * cls["epochs"],
         ),
         (
             "train_cls (plain CAM classifier)",
-            train_flops(plain, cls["crop_size"]),
+            train_flops(plain, cls["crop_size"], cls),
             TRAIN_AUG * cls["epochs"],
         ),
         (
@@ -91,9 +94,9 @@ def main(
             infer_flops(classifier.eval().cam, p["cam"]["scales"], p["cam"]["flip"]),
             TRAIN_AUG,
         ),
-        ("train_aff", train_flops(affinity, aff["crop_size"]), TRAIN_AUG * aff["epochs"]),
+        ("train_aff", train_flops(affinity, aff["crop_size"], aff), TRAIN_AUG * aff["epochs"]),
         ("propagate (network only)", infer_flops(affinity.eval(), [1.0], False), TRAIN_AUG),
-        ("train_seg", train_flops(segmenter, seg["crop_size"]), TRAIN_AUG * seg["epochs"]),
+        ("train_seg", train_flops(segmenter, seg["crop_size"], seg), TRAIN_AUG * seg["epochs"]),
         (
             "evaluate",
             infer_flops(segmenter.eval(), p["evaluate"]["scales"], p["evaluate"]["flip"]),
