@@ -36,17 +36,20 @@ from voc_archives import voc_shaped_archives
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Runs one stage in-process and writes its peak memory (MiB): its own and its largest child's.
+# Runs one stage in-process and writes its peak memory (MiB): its own (VmHWM, which starts
+# afresh at exec, unlike ru_maxrss) and its largest worker's (DataLoader or CRF processes).
 LAUNCHER = """
 import json, resource, runpy, sys
-out = sys.argv.pop(1)
+out, module = sys.argv.pop(1), sys.argv.pop(1)
+sys.argv[0] = module
 try:
-    runpy.run_module(sys.argv[0], run_name="__main__")
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 except SystemExit as exit:
     if exit.code:
         raise
-peak = {who: resource.getrusage(getattr(resource, who)).ru_maxrss / 1024
-        for who in ("RUSAGE_SELF", "RUSAGE_CHILDREN")}
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+peak = {"self": int(status["VmHWM"].split()[0]) / 1024,
+        "workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 open(out, "w").write(json.dumps(peak))
 """
 
@@ -57,7 +60,7 @@ def stage_commands(repo: Path) -> dict[str, list[str]]:
 
 
 def images_processed(name: str, params: dict, counts: dict[str, int]) -> int:
-    """How many images a stage handles (training: images x epochs)."""
+    """How many images a stage handles (training: images x epochs; prepare: listed images)."""
     train, val = counts["train_aug"], counts["val"]
     section = {"train_cls": "cls", "train_aff": "aff", "train_seg": "seg"}.get(name)
     if section:

@@ -70,7 +70,7 @@ def voc_shaped_archives(seed: int = 0) -> VocShaped:
     """The two archives for six images of VOC's sizes: the embedded dataset's objects rendered
     at 500 px with VOC's 21 classes, cut to each size. VOC train and VOC val get two images each
     (masks in the VOC tar), SBD two more (masks as .mat), so train_aug has four images."""
-    spec = SyntheticSpec(num_classes=20, image_size=500, train_images=len(VOC_SIZES), val_images=0)
+    spec = SyntheticSpec(num_classes=20, image_size=500, train_images=len(VOC_SIZES), val_images=1)
     names = [f"2008_{i:06d}" for i in range(len(VOC_SIZES))]
     voc_train, voc_val, sbd_only = names[:2], names[2:4], names[4:]
     voc: dict[str, bytes] = {}
