@@ -4,10 +4,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from destseg.cam import ThresholdSweep, multiscale_cam, normalize_per_class, rescale_image
+from destseg.cam import ThresholdSweep, multiscale_cam, normalize_per_class
 from destseg.cam_store import cam_to_label, load_cam, save_cam
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.models.classifier import Classifier
+from destseg.strided import rescale_image
 
 
 @pytest.fixture(scope="module")

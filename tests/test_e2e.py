@@ -12,26 +12,35 @@ from pipeline_repo import reproduce, run
 from destseg.synthetic import write_dataset
 from destseg.voc import VOCLayout
 
+# Small enough for CI, learnable enough that every stage must beat the all-background baseline:
+# bodies nearly as salient as parts, no clutter, and output stride 8 (at 16 a 64 px image gives
+# 4 x 4 maps). Measured: CAM 0.39, pseudo-masks 0.43, segmenter 0.41 against 0.17-0.18.
 TINY_PARAMS = {
     "data.synthetic.num_classes": 3,
     "data.synthetic.image_size": 64,
-    "data.synthetic.train_images": 16,
+    "data.synthetic.train_images": 32,
     "data.synthetic.val_images": 6,
+    "data.synthetic.body_saliency": 0.9,
+    "data.synthetic.clutter": 0.0,
     "cls.crop_size": 64,
-    "cls.batch_size": 8,
-    "cls.epochs": 2,
+    "cls.batch_size": 4,
+    "cls.epochs": 10,
+    "cls.output_stride": 8,
     "cam.scales": [1.0, 0.5],
     "refine.method": "affinity+crf",  # every stage really runs
     "aff.crop_size": 64,
-    "aff.batch_size": 8,
-    "aff.epochs": 1,
+    "aff.batch_size": 4,
+    "aff.epochs": 10,
     "propagate.exp_times": 4,
     "seg.crop_size": 64,
-    "seg.batch_size": 8,
-    "seg.epochs": 1,
+    "seg.batch_size": 4,
+    "seg.epochs": 10,
+    "seg.output_stride": 8,
     "evaluate.scales": [1.0, 0.75],
     "evaluate.flip": True,
 }
+# The user's-folder run checks plumbing, not quality: one or two epochs.
+PLUMBING_ONLY = {"cls.epochs": 2, "aff.epochs": 1, "seg.epochs": 1}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +82,9 @@ def folder_repo(tmp_path_factory):
         "data.folder.classes": FOLDER_CLASSES,
         "splits.score_cams": "scored",
     }
-    return reproduce(tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **overrides})
+    return reproduce(
+        tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **PLUMBING_ONLY, **overrides}
+    )
 
 
 def _json(path):
@@ -103,10 +114,10 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     for key in ("pixel_accuracy", "mean_class_accuracy", "all_background_miou"):
         assert 0 <= evaluate[key] <= 1
     assert _json(metrics / "train_seg" / "metrics.json")["train"]["loss"] > 0
-    # every stage beats predicting background everywhere on the same pixels
-    assert cam["miou"] > cam["all_background_miou"] + 0.05
-    assert refine["miou"] > cam["all_background_miou"] + 0.05  # same split (score_cams)
-    assert evaluate["miou"] > evaluate["all_background_miou"] + 0.02
+    # every stage beats predicting background everywhere on the same pixels, by far
+    assert cam["miou"] > cam["all_background_miou"] + 0.1
+    assert refine["miou"] > cam["all_background_miou"] + 0.1  # the same split (score_cams)
+    assert evaluate["miou"] > evaluate["all_background_miou"] + 0.1
     table = pd.read_csv(metrics / "evaluate_per_class.csv")
     assert list(table["class"]) == ["background", "disk", "square", "triangle"]
     sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")

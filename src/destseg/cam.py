@@ -7,7 +7,6 @@ store only those k maps, in float16, compressed, with the class indices beside t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -21,36 +20,10 @@ from destseg.cam_store import cam_to_label, save_cam
 from destseg.data import image_to_tensor
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.models.classifier import Classifier
+from destseg.strided import rescale_image, upsample_strided
 from destseg.voc import VOCLayout, load_image, load_mask
 
 EPS = 1e-5
-
-
-def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """A normalised image (3, H, W) resized by ``scale`` the way IRN resizes its inputs: bicubic,
-    antialiased when it shrinks (IRN calls PIL's resize, which always is), sides rounded."""
-    height, width = image.shape[-2:]
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if size == (height, width):
-        return image
-    return F.interpolate(
-        image[None], size=size, mode="bicubic", align_corners=False, antialias=True
-    )[0]
-
-
-def upsample_strided(maps: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
-    """Maps (N, k, h, w) of a network at ``stride`` brought to ``size`` (H, W) as IRN does:
-    upsampled to stride x ceil(H / stride) by stride x ceil(W / stride), then cropped to H x W.
-
-    A network with stride-2 layers gives ceil(H / stride) cells, the last one partly over
-    padding; resizing the cells straight to H x W would squeeze them and shift the map towards
-    the top-left by up to a cell's width (about 12 px at the bottom of a 500 px side at stride
-    16), while this keeps every cell over the pixels it saw.
-    """
-    height, width = size
-    padded = (stride * math.ceil(height / stride), stride * math.ceil(width / stride))
-    up = F.interpolate(maps, size=padded, mode="bilinear", align_corners=False)
-    return up[..., :height, :width]
 
 
 @torch.no_grad()

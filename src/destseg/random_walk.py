@@ -9,13 +9,12 @@ with the number of pixels times the neighbourhood, never with N squared as a den
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from destseg.pairs import neighbour_offsets
+from destseg.strided import downsample_strided, upsample_strided
 
 
 def transition_matrix(affinity: torch.Tensor, radius: int, beta: float) -> torch.Tensor:
@@ -84,8 +83,8 @@ def propagate_cam(
 
     The CAMs are averaged over the grid's cells (the last ones partial, like the network's;
     the walk runs there, so memory grows with h * w, not H * W), walked, and brought back to
-    the image size with each cell over its own pixels (:func:`destseg.cam.upsample_strided`'s
-    rule). Then ``normalize``: ``global`` divides by the largest value of any class (IRN's
+    the image size with each cell over its own pixels (:mod:`destseg.strided`). Then
+    ``normalize``: ``global`` divides by the largest value of any class (IRN's
     make_sem_seg_labels), so a class the walk diluted stays weak against the background
     threshold; ``per_class`` divides each class by its own maximum, like the CAMs. An image
     without classes passes through.
@@ -95,16 +94,14 @@ def propagate_cam(
     if cam.shape[0] == 0:
         return cam
     height, width = cam.shape[-2:]
-    small = F.avg_pool2d(cam[None], stride, ceil_mode=True)[0]
+    small = downsample_strided(cam[None], stride)[0]
     if small.shape[-2:] != affinity.shape[-2:]:
         raise ValueError(
             f"a {height}x{width} CAM at stride {stride} gives a {tuple(small.shape[-2:])} grid, "
             f"the affinities are {tuple(affinity.shape[-2:])}"
         )
     walked = random_walk(small, transition_matrix(affinity, radius, beta), 2**exp_times)
-    padded = (stride * math.ceil(height / stride), stride * math.ceil(width / stride))
-    up = F.interpolate(walked[None], size=padded, mode="bilinear", align_corners=False)
-    up = up[0, :, :height, :width]
+    up = upsample_strided(walked[None], (height, width), stride)[0]
     if normalize == "global":
         return up / (up.max() + 1e-5)
     return up / (up.amax(dim=(-2, -1), keepdim=True) + 1e-5)
