@@ -1,7 +1,8 @@
 """Benchmark: what each stage of configs/voc2012.yaml costs per image, measured on this machine.
 
 Runs the paper's configuration, as the VOC-shaped end-to-end test does (tests/test_e2e_voc.py:
-VOC-layout archives served on 127.0.0.1, images of VOC's sizes, 21 classes; only the sizes,
+VOC-layout archives served on 127.0.0.1, six images of VOC's sizes (4 in train_aug, 2 in val),
+21 classes; only the sizes,
 ``pretrained`` and the freezing that needs pretrained weights overridden), one stage at a time,
 and records each stage's wall time, images processed and peak resident memory (the stage's
 process or its largest worker), next to the FLOPs per image that benchmarks/voc_flops.py
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from http_server import LocalServer, Served
 from pipeline_repo import run, set_dotted
 from test_e2e_voc import CONFIG, voc_overrides
-from voc_archives import voc_shaped_archives
+from voc_archives import VOC_SIZES_SIX, voc_shaped_archives
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +70,7 @@ def images_processed(name: str, params: dict, counts: dict[str, int]) -> int:
 
 
 def main(epochs: Annotated[int, typer.Option(help="Epochs of each training.")] = 1) -> None:
-    archives = voc_shaped_archives()
+    archives = voc_shaped_archives(VOC_SIZES_SIX)
     rows = []
     with (
         tempfile.TemporaryDirectory() as folder,

@@ -1,11 +1,11 @@
 """The paper's configuration, configs/voc2012.yaml, run as shipped through every stage on data
 with VOC's shapes: the voc2012 source downloading VOC-layout archives from 127.0.0.1, images of
-500 x 375, 375 x 500, 500 x 333, ... with VOC's 21 classes, ResNet-50 at crop 512, LDM grid 7 and
+500 x 375, 500 x 333 and 375 x 500 with VOC's 21 classes, ResNet-50 at crop 512, LDM grid 7 and
 MDC, the four CAM scales with flips, IRN's confident regions, AffinityNet at stride 8, the walk
 at 256 steps, DeepLabV3-ResNet-50 and the six-scale evaluation with flips.
 
 Overridden, and nothing else: where the archives come from, the sizes (image counts follow from
-the archives; epochs 1 and batch 2, as four training images cannot fill a batch of 16), and
+the archives; epochs 1 and batch 2, as two training images cannot fill a batch of 16), and
 ``pretrained: false`` (no ImageNet weights offline) together with the freezing of ImageNet
 statistics and stages that only makes sense with them (tests/test_freezing.py covers it).
 """
