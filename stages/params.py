@@ -8,6 +8,7 @@ error rather than true.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -20,10 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from destseg.ids import id_problem
+from destseg.ids import check_id
 
-# The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal); spelled out
-# so that reading params does not import torch.
+# The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal, and likewise
+# for the freezing, unary and normalisation choices below); spelled out so that reading params
+# does not import torch.
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
@@ -32,14 +34,8 @@ Scales = Annotated[list[Positive], Field(min_length=1)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
-def _plain_name(name: str) -> str:
-    problem = id_problem(name)
-    if problem is not None:
-        raise ValueError(f"{name!r} is not a list name (a file stem): {problem}")
-    return name
-
-
-ListName = Annotated[str, AfterValidator(_plain_name)]
+# A list name becomes ImageSets/Segmentation/<name>.txt: a plain file stem, as ids are.
+ListName = Annotated[str, AfterValidator(partial(check_id, where="list name"))]
 
 
 def feature_size(side: int, output_stride: int, stage: int = 4) -> int:
@@ -176,7 +172,7 @@ class ClsParams(TrainParams):
                 "LDM needs cells of at least one pixel"
             )
         if self.mdc.enabled:
-            mdc_side = self.mdc_feature_size(self.crop_size)
+            mdc_side = feature_size(self.crop_size, self.output_stride, self.mdc.position)
             if self.mdc.grid > mdc_side:
                 raise ValueError(
                     f"mdc.grid ({self.mdc.grid}) is larger than the {mdc_side}x{mdc_side} "
@@ -184,10 +180,6 @@ class ClsParams(TrainParams):
                     f"{self.mdc.position}, output_stride {self.output_stride})"
                 )
         return self
-
-    def mdc_feature_size(self, side: int) -> int:
-        """The side of the feature map the MDC cuts into patches, for an input side."""
-        return feature_size(side, self.output_stride, self.mdc.position)
 
     def variant(self) -> dict:
         """The destruction modules as the classifier takes them: settings, or None when off."""

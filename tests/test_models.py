@@ -115,6 +115,24 @@ def test_feature_size_of_the_params_check_matches_the_encoder(side, stride, stag
     )
 
 
+def test_params_schema_knows_the_same_choices_as_the_library():
+    """params.py spells out the library's choices so that reading params needs no torch."""
+    from typing import get_args
+
+    from destseg.crf import UNARIES
+    from destseg.models.freezing import FREEZE_THROUGH
+    from destseg.random_walk import NORMALIZATIONS
+    from stages.params import AffLabelsCrfParams, PropagateParams, TrainParams
+
+    fields = {
+        "freeze_through": (TrainParams, FREEZE_THROUGH),
+        "unary": (AffLabelsCrfParams, UNARIES),
+        "normalize": (PropagateParams, NORMALIZATIONS),
+    }
+    for name, (schema, choices) in fields.items():
+        assert get_args(schema.model_fields[name].annotation) == choices, name
+
+
 def test_params_schema_knows_the_same_backbones():
     from typing import get_args
 

@@ -63,9 +63,9 @@ def _one_error_line(result) -> str:
         (
             "train_cls",
             {"splits.train": "../../etc"},
-            "splits.train: '../../etc' is not a list name",
+            "splits.train: list name '../../etc' is not a plain file name",
         ),
-        ("refine", {"splits.score_cams": "a/b"}, "splits.score_cams: 'a/b' is not a list name"),
+        ("refine", {"splits.score_cams": "a/b"}, "list name 'a/b' is not a plain file name"),
     ],
 )
 def test_params_are_checked_against_each_other_before_any_work(tmp_path, stage, override, expected):
