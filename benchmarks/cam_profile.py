@@ -5,13 +5,17 @@ store them) and averages the stored normalised CAM (data/cam) of each labelled c
 part pixels of that class's objects, over the rest of those objects, and over the background.
 A classifier that relies on the discriminative parts has a CAM much stronger on the parts than
 on the bodies: the gap that weakly supervised methods try to close. Also the share of each
-region's pixels at or above ``cam.threshold`` (for the background: the false positives).
+region's pixels above the threshold make_cam scored at (for the background: the false
+positives); with ``cam.threshold: auto`` that is the threshold chosen on splits.tune, read
+from make_cam's metrics. Only the images of splits.score_cams (the reported ones) count.
 
     python benchmarks/cam_profile.py [--params params.yaml] [--cams data/cam]
+        [--metrics data/metrics/make_cam.json]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,18 +28,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.cam_store import load_cam
 from destseg.synthetic import SyntheticSpec, generate
+from destseg.voc import VOCLayout
 
 
 def main(
     params: Annotated[Path, typer.Option()] = Path("params.yaml"),
     cams: Annotated[Path, typer.Option()] = Path("data/cam"),
+    metrics: Annotated[Path, typer.Option()] = Path("data/metrics/make_cam.json"),
+    dataset: Annotated[Path, typer.Option()] = Path("data/dataset"),
 ) -> None:
     config = yaml.safe_load(params.read_text())
-    data, threshold = config["data"], config["cam"]["threshold"]
+    data = config["data"]
+    threshold = json.loads(metrics.read_text())["threshold"]
+    reported = set(VOCLayout(dataset).ids(config["splits"]["score_cams"]))
     spec = SyntheticSpec(**data["synthetic"])
     rows = []
-    for split, image_id, _, mask, parts in generate(spec, data["seed"]):
-        if split != "train":
+    for _, image_id, _, mask, parts in generate(spec, data["seed"]):
+        if image_id not in reported:
             continue
         classes, cam = load_cam(cams / f"{image_id}.npz")
         for k, cls in enumerate(classes):
@@ -47,9 +56,7 @@ def main(
                         {
                             "region": region,
                             "mean normalised CAM": cam[k][pixels].mean(),
-                            f"share >= cam.threshold ({threshold})": (
-                                cam[k][pixels] >= threshold
-                            ).mean(),
+                            f"share > threshold ({threshold})": (cam[k][pixels] > threshold).mean(),
                         }
                     )
     table = pd.DataFrame(rows).groupby("region", sort=False).mean().round(3)

@@ -6,8 +6,9 @@ IRN freezes batch norm at ImageNet statistics (``freeze_bn``), which removes the
 pretrained backbones; the demo trains from scratch, where that is not possible. This measures
 what the mixing does: it re-estimates every BatchNorm's statistics of a trained classifier over
 the train images twice, once over mixed batches (as training saw them) and once over intact
-images only, and scores the CAMs of splits.score_cams with each (mIoU at cam.threshold and at
-the best threshold of the sweep), plus how far the two sets of statistics lie apart.
+images only, and scores the CAMs of splits.score_cams with each (mIoU at cam.threshold, chosen
+on splits.tune when auto, and at the best threshold of the sweep), plus how far the two sets of
+statistics lie apart.
 
     python benchmarks/ldm_bn_statistics.py [--params params.yaml] [--model data/train_cls/model.pt]
 """
@@ -18,22 +19,21 @@ import copy
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
 import torch
 import typer
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.cam import SWEEP_THRESHOLDS, ThresholdSweep, generate_cams
+from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
+
+from destseg.cam import ThresholdSweep, generate_cams
 from destseg.data import VOCDataset
 from destseg.metrics import segmentation_scores
-from destseg.models.checkpoint import load_model
-from destseg.voc import VOCLayout
+from destseg.tuning import best_threshold, candidates
 
 
 @torch.no_grad()
@@ -52,29 +52,35 @@ def reestimate(model: nn.Module, dataset: VOCDataset, mixed: bool, batch_size: i
     return model.eval()
 
 
-def cam_scores(model, layout, ids, scales, flip, threshold) -> dict[str, float]:
-    sweep = ThresholdSweep(len(layout.classes), sorted({*SWEEP_THRESHOLDS.tolist(), threshold}))
+def cam_scores(model, layout, scored, tune, scales, flip, threshold) -> dict[str, float]:
+    """CAM mIoU of ``scored`` at ``threshold``, or with ``auto`` at the best one on ``tune``."""
+    fixed = None if threshold == "auto" else threshold
+    report, tuning = (ThresholdSweep(len(layout.classes), candidates(fixed)) for _ in range(2))
+    sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
     with tempfile.TemporaryDirectory() as out:
         generate_cams(
-            model, layout, ids, set(ids), scales, flip, torch.device("cpu"), Path(out), sweep
+            model, layout, list(sweeps), sweeps, scales, flip, torch.device("cpu"), Path(out)
         )
-    table = sweep.table()
-    at = segmentation_scores(sweep.confusions[sweep.thresholds.index(threshold)])["miou"]
-    return {"CAM mIoU at cam.threshold": at, "best CAM mIoU of the sweep": table["miou"].max()}
+    chosen = best_threshold(tuning.table()) if fixed is None else fixed
+    at = segmentation_scores(report.confusions[report.thresholds.index(chosen)])["miou"]
+    return {
+        "threshold": chosen,
+        "CAM mIoU at the threshold": at,
+        "best CAM mIoU of the sweep (oracle)": report.table()["miou"].max(),
+    }
 
 
 def main(
-    params: Annotated[Path, typer.Option()] = Path("params.yaml"),
-    model_path: Annotated[Path, typer.Option("--model")] = Path("data/train_cls/model.pt"),
-    dataset: Annotated[Path, typer.Option()] = Path("data/dataset"),
+    params: ParamsOption = Path("params.yaml"),
+    model_path: ModelOption = Path("data/train_cls/model.pt"),
+    dataset: DatasetOption = Path("data/dataset"),
 ) -> None:
-    config = yaml.safe_load(params.read_text())
-    layout = VOCLayout(dataset)
-    model, stored = load_model(model_path, "classifier", torch.device("cpu"))
+    config, layout, model, stored = load_classifier_run(params, model_path, dataset)
     if not stored.get("ldm"):
         raise typer.BadParameter(f"{model_path} has no LDM branch", param_hint="--model")
     train = VOCDataset(layout, layout.ids(config["splits"]["train"]))
     scored = layout.ids(config["splits"]["score_cams"])
+    tune = layout.ids(config["splits"]["tune"]) if config["splits"].get("tune") else []
     cam = config["cam"]
     variants = {
         "as trained (running averages)": model,
@@ -87,7 +93,9 @@ def main(
     }
     rows = []
     for name, variant in variants.items():
-        scores = cam_scores(variant, layout, scored, cam["scales"], cam["flip"], cam["threshold"])
+        scores = cam_scores(
+            variant, layout, scored, tune, cam["scales"], cam["flip"], cam["threshold"]
+        )
         rows.append({"batch statistics": name, **scores})
     mixed = variants["re-estimated over mixed batches"]
     intact = variants["re-estimated over intact images"]

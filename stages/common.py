@@ -86,13 +86,46 @@ def cam_ids(layout: VOCLayout, splits: SplitParams) -> tuple[list[str], set[str]
     are scored (``splits.score_cams``, which must lie inside ``splits.train``)."""
     ids = layout.ids(splits.train)
     scored = layout.ids(splits.score_cams)
-    outside = sorted(set(scored) - set(ids))
+    _inside_train("score_cams", layout, splits.score_cams, scored, splits.train, ids)
+    return ids, set(scored)
+
+
+def tune_ids(layout: VOCLayout, splits: SplitParams, wanted_by: str | None) -> list[str]:
+    """The images of ``splits.tune`` (inside ``splits.train``, outside ``splits.score_cams``),
+    or none without a tuning list. ``wanted_by`` names a param set to ``auto``, which needs
+    a non-empty list."""
+    if splits.tune is None:
+        if wanted_by:
+            raise StageError(
+                f"{wanted_by}: auto needs splits.tune, a list of images with masks inside "
+                f"splits.train and outside splits.score_cams; name one or give a number"
+            )
+        return []
+    tune = layout.ids(splits.tune)
+    if wanted_by and not tune:
+        raise StageError(
+            f"{wanted_by}: auto needs images, and {layout.split_path(splits.tune)} is empty"
+        )
+    _inside_train("tune", layout, splits.tune, tune, splits.train, layout.ids(splits.train))
+    reported = sorted(set(tune) & set(layout.ids(splits.score_cams)))
+    if reported:
+        raise StageError(
+            f"splits.tune: {len(reported)} images of {layout.split_path(splits.tune)} are also "
+            f"in splits.score_cams ({splits.score_cams}), e.g. {reported[0]}: a threshold tuned "
+            f"on the reported images is an oracle, not a result"
+        )
+    return tune
+
+
+def _inside_train(
+    key: str, layout: VOCLayout, name: str, ids: list[str], train: str, train_ids: list[str]
+) -> None:
+    outside = sorted(set(ids) - set(train_ids))
     if outside:
         raise StageError(
-            f"splits.score_cams: {len(outside)} images of {layout.split_path(splits.score_cams)} "
-            f"are not in splits.train ({splits.train}), e.g. {outside[0]}"
+            f"splits.{key}: {len(outside)} images of {layout.split_path(name)} are not in "
+            f"splits.train ({train}), e.g. {outside[0]}"
         )
-    return ids, set(scored)
 
 
 def fingerprint(*parts: object, files: Iterable[Path] = ()) -> str:

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from destseg.cam import SWEEP_THRESHOLDS, ThresholdSweep, generate_cams
+from destseg.cam import ThresholdSweep, generate_cams
 from destseg.device import resolve_device
 from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
 from destseg.models.checkpoint import load_model
+from destseg.tuning import best_threshold, candidates
 from destseg.voc import VOCLayout
 from stages.common import (
     DatasetOption,
@@ -25,6 +26,7 @@ from stages.common import (
     read_splits,
     reported,
     require,
+    tune_ids,
 )
 from stages.params import CamParams
 
@@ -46,37 +48,47 @@ def main(
     ),
 ) -> None:
     """Write one CAM file per image of splits.train; score those of splits.score_cams at
-    cam.threshold and over a sweep of thresholds."""
+    cam.threshold (with ``auto``, the best threshold on splits.tune) and over a sweep."""
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
     splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     ids, scored = cam_ids(layout, splits)
+    tune = tune_ids(layout, splits, "cam.threshold" if p.threshold == "auto" else None)
     device = resolve_device(run.device)
     model, config = load_model(model_path, "classifier", device)
     num_classes = len(layout.classes)
     check_classes(config, num_classes - 1, model_path, layout)
     check_mdc_scales(config, p.scales, layout, ids)
-    sweep = ThresholdSweep(num_classes, sorted({*SWEEP_THRESHOLDS.tolist(), p.threshold}))
+    fixed = None if p.threshold == "auto" else p.threshold
+    report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
+    sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
     with atomic_path(out, directory=True) as tmp:
-        generate_cams(model, layout, ids, scored, p.scales, p.flip, device, tmp, sweep)
-    table = sweep.table()
-    confusion = sweep.confusions[sweep.thresholds.index(p.threshold)]
+        generate_cams(model, layout, ids, sweeps, p.scales, p.flip, device, tmp)
+    table, tune_table = report.table(), tuning.table()
+    threshold = best_threshold(tune_table) if fixed is None else fixed
+    confusion = report.confusions[report.thresholds.index(threshold)]
     precision, recall = foreground_precision_recall(confusion)
     scores = {
         "miou": segmentation_scores(confusion)["miou"],
-        "threshold": p.threshold,
+        "threshold": threshold,
         "fg_precision": precision,
         "fg_recall": recall,
         "all_background_miou": segmentation_scores(all_background(confusion))["miou"],
-        # The best point of the curve on the same split: an oracle, not a result to report.
+        # The best point of the curve on the reported split: an oracle, not a result to report.
         "oracle_miou": float(table["miou"].max()),
-        "oracle_threshold": float(table.loc[table["miou"].idxmax(), "threshold"]),
+        "oracle_threshold": best_threshold(table),
     }
+    if tune:
+        scores["tune_miou"] = float(
+            tune_table.loc[tune_table["threshold"] == threshold, "miou"].iloc[0]
+        )
+        table["tune_miou"] = tune_table["miou"]
     write_json(metrics, scores)
     with atomic_path(sweep_plot) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {p.threshold}")
+    chosen = "tuned on splits.tune" if fixed is None else "cam.threshold"
+    print(f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} ({chosen})")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
     field_validator,
     model_validator,
@@ -26,12 +27,26 @@ from destseg.ids import check_id
 # The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal, and likewise
 # for the freezing, unary and normalisation choices below); spelled out so that reading params
 # does not import torch.
-Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+Backbone = Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"]
+# ... and those of them without ImageNet weights (destseg.models.backbone.UNTRAINED)
+UNTRAINED_BACKBONES = ("resnet10",)
 Probability = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 Scales = Annotated[list[Positive], Field(min_length=1)]
 # torch seeds are signed 64-bit integers
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def _threshold(value: object) -> float | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"must be a number between 0 and 1 (exclusive) or auto, got {value!r}")
+    return float(value)
+
+
+# A background threshold: a number, or ``auto``: the best one on ``splits.tune``.
+Threshold = Annotated[float | Literal["auto"], PlainValidator(_threshold)]
 
 
 # A list name becomes ImageSets/Segmentation/<name>.txt: a plain file stem, as ids are.
@@ -59,6 +74,7 @@ class SyntheticParams(Section):
     min_object_size: Annotated[float, Field(gt=0, le=1)]
     max_object_size: Annotated[float, Field(gt=0, le=1)]
     part_size: Annotated[float, Field(gt=0, le=1)]
+    part_offset: Annotated[float, Field(ge=0, le=0.5)]
     part_saliency: Probability
     body_saliency: Probability
     clutter: Probability
@@ -101,6 +117,9 @@ class SplitParams(Section):
     train: ListName
     val: ListName
     score_cams: ListName
+    # Images with masks inside ``train`` and outside ``score_cams`` on which the ``auto``
+    # thresholds are chosen; None: no tuning list (every threshold must then be a number).
+    tune: ListName | None = None
 
 
 class TrainParams(Section):
@@ -130,6 +149,15 @@ class TrainParams(Section):
             raise ValueError(
                 "freeze_bn and freeze_through keep ImageNet statistics and weights: they need "
                 "pretrained: true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _weights_exist(self) -> TrainParams:
+        if self.pretrained and self.backbone in UNTRAINED_BACKBONES:
+            raise ValueError(
+                f"torchvision has no ImageNet weights for {self.backbone}: set pretrained: false "
+                f"or choose resnet18 or larger"
             )
         return self
 
@@ -196,7 +224,7 @@ class SegParams(TrainParams):
 class CamParams(Section):
     scales: Scales
     flip: StrictBool
-    threshold: Annotated[float, Field(gt=0, lt=1)]
+    threshold: Threshold
 
 
 class CamScalesParams(BaseModel):
@@ -262,8 +290,8 @@ AFFINITY_METHODS = ("affinity", "affinity+crf")
 
 class RefineParams(Section):
     method: RefineMethod
-    bg_threshold: Annotated[float, Field(gt=0, lt=1)]
-    propagated_bg_threshold: Annotated[float, Field(gt=0, lt=1)]
+    bg_threshold: Threshold
+    propagated_bg_threshold: Threshold
     min_confidence: Probability
     workers: Annotated[int, Field(ge=1)]
     crf: CrfParams

@@ -4,7 +4,10 @@
 * ``affinity``: the propagated CAMs, background at ``propagated_bg_threshold``;
 * ``affinity+crf``: the propagated CAMs refined by the dense CRF.
 
-Whatever the method, the metrics have the same names, so ``dvc metrics diff`` compares them.
+With ``auto``, the threshold is the one with the best pseudo-mask mIoU on ``splits.tune``
+(each method, and each classifier variant, gets its own); it lands in the metrics as
+``bg_threshold``. Whatever the method, the metrics have the same names, so ``dvc metrics diff``
+compares them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import typer
 
 from destseg.crf import DenseCRF
 from destseg.files import atomic_path, write_json
-from destseg.pseudo_mask import Labeller, crf_pseudo_mask, label_split, threshold_pseudo_mask
+from destseg.pseudo_mask import (
+    ThresholdLabeller,
+    crf_pseudo_mask,
+    label_split,
+    threshold_pseudo_mask,
+    threshold_sweep,
+)
+from destseg.tuning import best_threshold, candidates
 from destseg.voc import VOCLayout
 from stages.common import (
     DatasetOption,
@@ -29,27 +39,27 @@ from stages.common import (
     read_splits,
     reported,
     require,
+    tune_ids,
 )
 from stages.params import AFFINITY_METHODS, RefineParams
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def labeller(p: RefineParams) -> Labeller:
-    """The pseudo-mask labeller of ``p.method``."""
-    crf = DenseCRF(**p.crf.model_dump())
-    if p.method == "crf":
-        return partial(
-            crf_pseudo_mask, bg_threshold=p.bg_threshold, crf=crf, min_confidence=p.min_confidence
-        )
+def labeller(p: RefineParams) -> ThresholdLabeller:
+    """The pseudo-mask labeller of ``p.method``, its background threshold left open."""
     if p.method == "affinity":
-        return partial(threshold_pseudo_mask, bg_threshold=p.propagated_bg_threshold)
-    return partial(
-        crf_pseudo_mask,
-        bg_threshold=p.propagated_bg_threshold,
-        crf=crf,
-        min_confidence=p.min_confidence,
-    )
+        return threshold_pseudo_mask
+    crf = DenseCRF(**p.crf.model_dump())
+    return partial(crf_pseudo_mask, crf=crf, min_confidence=p.min_confidence)
+
+
+def threshold_param(p: RefineParams) -> tuple[str, float | str]:
+    """The name and value of the background threshold ``p.method`` uses: against the CAMs
+    (crf) or against the propagated CAMs (affinity methods)."""
+    if p.method in AFFINITY_METHODS:
+        return "refine.propagated_bg_threshold", p.propagated_bg_threshold
+    return "refine.bg_threshold", p.bg_threshold
 
 
 @app.command()
@@ -83,10 +93,30 @@ def main(
             )
     else:
         source = require(cams, "CAM folder (run the make_cam stage)")
+    name, value = threshold_param(p)
+    fixed = None if value == "auto" else value
+    tune = tune_ids(layout, splits, name if fixed is None else None)
+    label = labeller(p)
+    tuned = {}
+    if tune:
+        # auto runs every candidate on the tuning images; a number is only scored there
+        grid = candidates() if fixed is None else [fixed]
+        table = threshold_sweep(layout, tune, source, label, grid, p.workers, "refine: tuning")
+        threshold = best_threshold(table) if fixed is None else fixed
+        tuned = {"tune_miou": float(table.loc[table["threshold"] == threshold, "miou"].iloc[0])}
+    else:
+        threshold = fixed
     with atomic_path(out, directory=True) as tmp:
-        scores = label_split(layout, ids, scored, source, tmp, labeller(p), p.workers, "refine")
-    write_json(metrics, scores)
-    print(f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f}")
+        scores = label_split(
+            layout, ids, scored, source, tmp, partial(label, bg_threshold=threshold), p.workers,
+            "refine",
+        )  # fmt: skip
+    write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
+    chosen = "tuned on splits.tune" if fixed is None else name
+    print(
+        f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f} at background threshold "
+        f"{threshold} ({chosen})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import math
 import sys
 
+import pandas as pd
 import pytest
 from conftest import ROOT
 
@@ -84,3 +85,21 @@ def test_the_refine_study_queues_and_collects_the_methods():
     table = ablation.summarize(frame)
     assert "classifier mAP" not in table.columns.get_level_values(0)
     assert table.loc["method-affinity", ("segmentation mIoU", "mean")] == 0.7
+
+
+def test_paired_differences_by_hand():
+    frame = pd.DataFrame(
+        {
+            "variant": ["baseline"] * 4 + ["ldm"] * 3,
+            "seed": [0, 1, 2, 3, 0, 1, 2],  # seed 3 has no ldm run: left out of the pairs
+            "CAM mIoU": [0.50, 0.70, 0.60, 0.99, 0.55, 0.73, 0.58],
+        }
+    )
+    row = ablation.paired(frame, "baseline", ["CAM mIoU"]).iloc[0]
+    assert row["variant"] == "ldm" and row["seeds"] == 3
+    assert row["differences"] == "+5.0 +3.0 -2.0"
+    assert row["mean"] == pytest.approx(2.0)
+    # t(0.975, 2) = 4.303, std of (5, 3, -2) = sqrt(13): half-width 8.958
+    assert row["95% CI"] == "[-7.0, +11.0]"
+    # ranks 3, 2, 1 with one negative: W- = 1; exact two-sided p = 2 * 2/8
+    assert row["Wilcoxon p"] == pytest.approx(0.5)

@@ -10,6 +10,7 @@ from conftest import TINY
 from pipeline_repo import reproduce, run
 
 from destseg.synthetic import write_dataset
+from destseg.tuning import candidates
 from destseg.voc import VOCLayout
 
 # Small enough for CI, learnable enough that every stage must beat the all-background baseline:
@@ -54,7 +55,8 @@ FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
 
 def _user_folder(root):
     """A dataset as a user brings it: VOC layout, own class names, XML annotations instead of
-    masks for some train images, and a list of the train images that have masks."""
+    masks for some train images, and two lists of train images that have masks: one to choose
+    the thresholds on, one to score."""
     layout = VOCLayout(root)
     write_dataset(layout, TINY, seed=3)
     train = layout.ids("train")
@@ -66,7 +68,8 @@ def _user_folder(root):
         )
         (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
         layout.mask_path(image_id).unlink()
-    layout.write_split("scored", train[4:])
+    layout.write_split("tuning", train[4:8])
+    layout.write_split("scored", train[8:])
     for name in ("classes.json", "labels.json"):  # not part of a user's folder
         (root / name).unlink()
     return root
@@ -81,6 +84,7 @@ def folder_repo(tmp_path_factory):
         "data.folder.root": str(folder),
         "data.folder.classes": FOLDER_CLASSES,
         "splits.score_cams": "scored",
+        "splits.tune": "tuning",
     }
     return reproduce(
         tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **PLUMBING_ONLY, **overrides}
@@ -181,6 +185,13 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
         assert not any((root / "data" / folder).iterdir())
     assert _json(root / "data/metrics/aff_labels.json") == {}
     assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
+    # threshold: auto works on the user's own tuning list
+    cam, refine = (
+        _json(root / "data/metrics/make_cam.json"),
+        _json(root / "data/metrics/refine.json"),
+    )
+    assert cam["threshold"] in candidates() and refine["bg_threshold"] in candidates()
+    assert 0 <= cam["tune_miou"] <= 1 and 0 <= refine["tune_miou"] <= 1
     # back to affinity+crf: DVC's run cache restores every stage, nothing is retrained
     run(["git", "checkout", "params.yaml"], root, env)
     output = run(["dvc", "repro"], root, env)
@@ -198,3 +209,10 @@ def test_the_pipeline_runs_on_a_users_folder(folder_repo):
     table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
     assert list(table["class"]) == FOLDER_CLASSES
     assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
+    # threshold: auto works on the user's own tuning list
+    cam, refine = (
+        _json(root / "data/metrics/make_cam.json"),
+        _json(root / "data/metrics/refine.json"),
+    )
+    assert cam["threshold"] in candidates() and refine["bg_threshold"] in candidates()
+    assert 0 <= cam["tune_miou"] <= 1 and 0 <= refine["tune_miou"] <= 1

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from conftest import ROOT
 from torchvision import models
 
 from destseg.models.backbone import build_encoder, build_resnet, set_output_stride
@@ -140,6 +142,29 @@ def test_params_schema_knows_the_same_backbones():
     from stages.params import Backbone
 
     assert get_args(Backbone) == BACKBONES
+
+
+def test_resnet10_is_torchvisions_resnet_with_one_block_per_stage():
+    from destseg.models.backbone import UNTRAINED, build_encoder
+    from stages.params import UNTRAINED_BACKBONES
+
+    assert tuple(UNTRAINED) == UNTRAINED_BACKBONES
+    encoder = build_encoder("resnet10", False, 16)
+    assert [len(stage) for stage in encoder.stages] == [1, 1, 1, 1]
+    assert encoder(torch.zeros(1, 3, 96, 96)).shape == (1, 512, 6, 6)
+    with pytest.raises(ValueError, match="no ImageNet weights for resnet10"):
+        build_encoder("resnet10", True, 16)
+
+
+@pytest.mark.bad_input
+def test_params_refuse_imagenet_weights_for_resnet10():
+    from pydantic import ValidationError
+
+    from stages.params import ClsParams
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["cls"]
+    with pytest.raises(ValidationError, match="no ImageNet weights for resnet10"):
+        ClsParams.model_validate({**params, "backbone": "resnet10", "pretrained": True})
 
 
 @pytest.mark.bad_input

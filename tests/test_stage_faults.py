@@ -162,8 +162,9 @@ def test_an_unknown_list_name_says_which_lists_exist(tmp_path, tiny_layout):
     params = write_params(tmp_path, **{"splits.train": "train_aug"})
     result = _invoke("train_cls", params, "--dataset", str(tiny_layout.root))
     assert result.exit_code == 1
-    assert "image list 'train_aug' not found (the dataset has train, val)" in _one_error_line(
-        result
+    assert (
+        "image list 'train_aug' not found (the dataset has report, train, tune, val)"
+        in _one_error_line(result)
     )
 
 
@@ -182,6 +183,10 @@ def cams(tmp_path, tiny_layout):
     return layout, folder
 
 
+# refine labelling straight away: a fixed threshold and no tuning list to score it on first
+FIXED = {"refine.bg_threshold": 0.25, "splits.tune": None}
+
+
 def _refine_args(tmp_path, layout, cams):
     return [
         "--dataset", str(layout.root), "--cams", str(cams), "--out", str(tmp_path / "pseudo"),
@@ -193,7 +198,7 @@ def test_a_repeated_id_is_used_once_with_a_one_line_warning(tmp_path, cams):
     layout, folder = cams
     ids = layout.ids("train")
     layout.write_split("train", [*ids, ids[0], ids[1]])
-    params = write_params(tmp_path, **{"refine.method": "crf", "refine.workers": 1})
+    params = write_params(tmp_path, **{"refine.method": "crf", "refine.workers": 1, **FIXED})
     command = [sys.executable, "-m", "stages.refine", "--params", str(params)]
     result = subprocess.run(
         [*command, *_refine_args(tmp_path, layout, folder)],
@@ -214,7 +219,7 @@ def _slow_refine(tmp_path, layout, folder) -> subprocess.Popen:
     is still running when it is interrupted, in its own process group like a terminal job."""
     params = write_params(
         tmp_path,
-        **{"refine.method": "crf", "refine.workers": 2, "refine.crf.iterations": 20_000},
+        **{"refine.method": "crf", "refine.workers": 2, "refine.crf.iterations": 20_000, **FIXED},
     )
     command = [sys.executable, "-m", "stages.refine", "--params", str(params)]
     return subprocess.Popen(
@@ -255,7 +260,7 @@ def test_a_killed_refine_is_silent_and_its_leftover_is_removed_by_the_next_run(t
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL and stderr.strip() == ""
     assert (tmp_path / ".pseudo.tmp").is_dir()
-    params = write_params(tmp_path, **{"refine.method": "crf", "refine.workers": 2})
+    params = write_params(tmp_path, **{"refine.method": "crf", "refine.workers": 2, **FIXED})
     result = _invoke("refine", params, *_refine_args(tmp_path, layout, folder))
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".pseudo.tmp").exists()

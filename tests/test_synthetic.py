@@ -5,7 +5,7 @@ import pytest
 from conftest import TINY
 from PIL import Image
 
-from destseg.synthetic import SyntheticSpec, generate, write_dataset
+from destseg.synthetic import TUNE_EVERY, SyntheticSpec, generate, write_dataset
 from destseg.voc import IGNORE_INDEX, VOCLayout, labels_from_mask, load_mask, voc_palette
 
 
@@ -84,5 +84,34 @@ def test_invalid_spec_names_the_knob():
 
 
 def test_write_dataset_counts(tmp_path):
-    counts = write_dataset(VOCLayout(tmp_path), TINY, seed=1)
-    assert counts == {"train": TINY.train_images, "val": TINY.val_images}
+    layout = VOCLayout(tmp_path)
+    counts = write_dataset(layout, TINY, seed=1)
+    tune = -(-TINY.train_images // TUNE_EVERY)
+    assert counts == {
+        "train": TINY.train_images,
+        "val": TINY.val_images,
+        "tune": tune,
+        "report": TINY.train_images - tune,
+    }
+    # tune and report split train in two: thresholds are never chosen on reported images
+    assert sorted(layout.ids("tune") + layout.ids("report")) == layout.ids("train")
+
+
+def _part_distance(part_offset: float) -> float:
+    """Mean distance from an object's centroid to its part's, in equivalent object radii."""
+    spec = SyntheticSpec(
+        num_classes=3, image_size=96, train_images=24, val_images=1, max_objects=1, clutter=0.0,
+        part_offset=part_offset,
+    )  # fmt: skip
+    distances = []
+    for _, _, _, mask, parts in generate(spec, seed=0):
+        objects = (mask > 0) & (mask != 255)
+        radius = np.sqrt(objects.sum() / np.pi)
+        centre = np.argwhere(objects).mean(0)
+        distances.append(np.linalg.norm(np.argwhere(parts).mean(0) - centre) / radius)
+    return float(np.mean(distances))
+
+
+def test_part_offset_puts_the_part_towards_one_end_of_the_body():
+    # offset 0: anywhere within 0.35 radii of the centre; 0.4: 0.4-0.75 radii along the long axis
+    assert _part_distance(0.0) < 0.3 < 0.45 < _part_distance(0.4)

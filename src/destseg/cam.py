@@ -7,7 +7,7 @@ store only those k maps, in float16, compressed, with the class indices beside t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,10 @@ from rich.progress import track
 
 from destseg.cam_store import cam_to_label, save_cam
 from destseg.data import image_to_tensor
-from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
+from destseg.metrics import confusion_matrix
 from destseg.models.classifier import Classifier
 from destseg.strided import rescale_image, upsample_strided
+from destseg.tuning import candidates, sweep_table
 from destseg.voc import VOCLayout, load_image, load_mask
 
 EPS = 1e-5
@@ -61,15 +62,12 @@ def normalize_per_class(cam: torch.Tensor) -> torch.Tensor:
     return cam / (cam.amax(dim=(-2, -1), keepdim=True) + EPS)
 
 
-SWEEP_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
-
-
 class ThresholdSweep:
     """Confusion matrices of thresholded CAMs against the ground truth, one per threshold,
     accumulated over a split: the whole mIoU-versus-background-threshold curve in one pass."""
 
-    def __init__(self, num_classes: int, thresholds: Sequence[float] = SWEEP_THRESHOLDS):
-        self.thresholds = [float(t) for t in thresholds]
+    def __init__(self, num_classes: int, thresholds: Sequence[float] | None = None):
+        self.thresholds = candidates() if thresholds is None else [float(t) for t in thresholds]
         self.num_classes = num_classes
         self.confusions = np.zeros((len(self.thresholds), num_classes, num_classes), np.int64)
 
@@ -81,37 +79,26 @@ class ThresholdSweep:
 
     def table(self) -> pd.DataFrame:
         """One row per threshold: miou, fg_precision, fg_recall."""
-        rows = []
-        for threshold, confusion in zip(self.thresholds, self.confusions, strict=True):
-            precision, recall = foreground_precision_recall(confusion)
-            rows.append(
-                {
-                    "threshold": threshold,
-                    "miou": segmentation_scores(confusion)["miou"],
-                    "fg_precision": precision,
-                    "fg_recall": recall,
-                }
-            )
-        return pd.DataFrame(rows)
+        return sweep_table(self.thresholds, self.confusions)
 
 
 def generate_cams(
     model: Classifier,
     layout: VOCLayout,
     ids: Sequence[str],
-    scored: Collection[str],
+    sweeps: Mapping[str, ThresholdSweep],
     scales: Sequence[float],
     flip: bool,
     device: torch.device,
     out_dir: Path,
-    sweep: ThresholdSweep,
 ) -> None:
     """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir``; score
-    those in ``scored`` against their ground truth in ``sweep``."""
+    each image that ``sweeps`` maps to a sweep against its ground truth there (the reported
+    images in one sweep, the tuning images in another)."""
     for image_id in track(ids, description="make_cam"):
         classes = layout.labels[image_id]
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         cam = multiscale_cam(model, image, classes, scales, flip).cpu().numpy()
         save_cam(out_dir / f"{image_id}.npz", classes, cam)
-        if image_id in scored:
-            sweep.update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))
+        if image_id in sweeps:
+            sweeps[image_id].update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))

@@ -12,16 +12,20 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from destseg.cam_store import cam_to_label, load_cam
 from destseg.crf import DenseCRF
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.parallel import parallel_map
+from destseg.tuning import sweep_table
 from destseg.voc import IGNORE_INDEX, VOCLayout, load_image, load_mask, save_mask
 
 EPS = 1e-5
 
 Labeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# A labeller whose background threshold is still open: called with ``bg_threshold=...``.
+ThresholdLabeller = Callable[..., np.ndarray]
 
 
 def cam_probabilities(cam: np.ndarray, bg_threshold: float) -> np.ndarray:
@@ -151,3 +155,44 @@ def label_split(
         "fg_recall": recall,
         "ignored_fraction": ignored / pixels,
     }
+
+
+def image_sweep(
+    image_id: str,
+    layout: VOCLayout,
+    cam_dir: Path,
+    labeller: ThresholdLabeller,
+    thresholds: Sequence[float],
+) -> np.ndarray:
+    """Confusion matrices (T, C, C) of one image's label maps at each background threshold."""
+    classes, cam = load_cam(cam_dir / f"{image_id}.npz")
+    image = load_image(layout.image_path(image_id))
+    gt = load_mask(layout.mask_path(image_id))
+    num_classes = len(layout.classes)
+    return np.stack(
+        [
+            confusion_matrix(gt, labeller(image, cam, classes, bg_threshold=t), num_classes)
+            for t in thresholds
+        ]
+    )
+
+
+def threshold_sweep(
+    layout: VOCLayout,
+    ids: Sequence[str],
+    cam_dir: Path,
+    labeller: ThresholdLabeller,
+    thresholds: Sequence[float],
+    workers: int,
+    description: str,
+) -> pd.DataFrame:
+    """mIoU, foreground precision and recall of ``labeller`` over ``ids`` at each background
+    threshold (:func:`destseg.tuning.sweep_table`); nothing is written."""
+    num_classes = len(layout.classes)
+    total = np.zeros((len(thresholds), num_classes, num_classes), dtype=np.int64)
+    job = partial(
+        image_sweep, layout=layout, cam_dir=cam_dir, labeller=labeller, thresholds=thresholds
+    )
+    for confusions in parallel_map(job, ids, workers, description):
+        total += confusions
+    return sweep_table(thresholds, total)

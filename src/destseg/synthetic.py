@@ -67,6 +67,7 @@ class SyntheticSpec:
     min_object_size: float = 0.3  # object diameter as a fraction of the image size
     max_object_size: float = 0.55
     part_size: float = 0.25  # part diameter as a fraction of the object diameter
+    part_offset: float = 0.0  # part centre from the body centre, + up to 0.35, in body radii
     part_saliency: float = 1.0  # 0: the part has the body's colour; 1: its own class colour
     body_saliency: float = 0.35  # 0: body colour and texture random; 1: fully class-specific
     clutter: float = 0.5  # 0: plain background; 1: many textured distractors
@@ -82,6 +83,7 @@ class SyntheticSpec:
             "min_objects": 1 <= self.min_objects <= self.max_objects,
             "min_object_size": 0 < self.min_object_size <= self.max_object_size <= 1,
             "part_size": 0 < self.part_size <= 1,
+            "part_offset": 0 <= self.part_offset <= 0.5,
             "part_saliency": 0 <= self.part_saliency <= 1,
             "body_saliency": 0 <= self.body_saliency <= 1,
             "clutter": 0 <= self.clutter <= 1,
@@ -139,6 +141,11 @@ def _stripes(yy: np.ndarray, xx: np.ndarray, angle: float, period: float, phase:
 
 def _blob(yy, xx, cy, cx, radius, rng) -> np.ndarray:
     """An organic blob: a rotated ellipse with a wobbling border."""
+    return _oriented_blob(yy, xx, cy, cx, radius, rng)[0]
+
+
+def _oriented_blob(yy, xx, cy, cx, radius, rng) -> tuple[np.ndarray, float]:
+    """:func:`_blob` and the direction of its long axis (radians, image x towards y)."""
     angle = rng.uniform(0, np.pi)
     aspect = rng.uniform(0.6, 1.0)
     dy, dx = yy - cy, xx - cx
@@ -146,7 +153,7 @@ def _blob(yy, xx, cy, cx, radius, rng) -> np.ndarray:
     v = (-dx * np.sin(angle) + dy * np.cos(angle)) / aspect
     theta = np.arctan2(v, u)
     wobble = 1 + 0.12 * np.sin(rng.integers(2, 5) * theta + rng.uniform(0, 2 * np.pi))
-    return u**2 + v**2 <= (radius * wobble) ** 2
+    return u**2 + v**2 <= (radius * wobble) ** 2, angle
 
 
 def _background(spec: SyntheticSpec, yy, xx, rng) -> np.ndarray:
@@ -202,7 +209,7 @@ def render_image(
         radius = rng.uniform(spec.min_object_size, spec.max_object_size) * size / 2
         for _attempt in range(20):  # limit overlap with the objects already placed
             cy, cx = rng.uniform(0.6 * radius, size - 0.6 * radius, size=2)
-            body = _blob(yy, xx, cy, cx, radius, rng)
+            body, axis = _oriented_blob(yy, xx, cy, cx, radius, rng)
             if (body & (mask > 0)).sum() <= 0.3 * body.sum():
                 break
         colour = spec.body_saliency * look.body_colour + (1 - spec.body_saliency) * _hsv(
@@ -216,7 +223,11 @@ def render_image(
         )
         image[body] = colour + texture[body][:, None]
         part_radius = spec.part_size * radius
-        offset = rng.uniform(0, 0.35 * radius) * np.exp(1j * rng.uniform(0, 2 * np.pi))
+        distance = spec.part_offset * radius + rng.uniform(0, 0.35 * radius)
+        direction = rng.uniform(0, 2 * np.pi)
+        if spec.part_offset > 0:  # towards one end of the long axis, like a head
+            direction = axis + np.pi * (direction > np.pi)
+        offset = distance * np.exp(1j * direction)
         part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
         image[part] = (1 - spec.part_saliency) * colour + spec.part_saliency * look.part_colour
         mask[body | part] = cls + 1
@@ -227,6 +238,10 @@ def render_image(
 
 
 SPLITS = ("train", "val")
+# Every TUNE_EVERY-th train image goes to the list ``tune`` (thresholds are chosen there), the
+# others to ``report`` (CAMs and pseudo-masks are scored there): both lie inside ``train``, as
+# VOC's tuning and reported images both lie inside train_aug.
+TUNE_EVERY = 5
 
 
 def generate(
@@ -242,7 +257,8 @@ def generate(
 
 
 def write_dataset(layout: VOCLayout, spec: SyntheticSpec, seed: int) -> dict[str, int]:
-    """Render the dataset into ``layout`` (VOC layout); return the number of images per split."""
+    """Render the dataset into ``layout`` (VOC layout): the lists train, val, and train's two
+    parts tune and report. Return the number of images per list."""
     (layout.root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (layout.root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[str]] = {split: [] for split in SPLITS}
@@ -252,6 +268,9 @@ def write_dataset(layout: VOCLayout, spec: SyntheticSpec, seed: int) -> dict[str
         save_mask(layout.mask_path(image_id), mask)
         splits[split].append(image_id)
         labels[image_id] = labels_from_mask(mask)
+    splits["tune"] = splits["train"][::TUNE_EVERY]
+    tune = set(splits["tune"])
+    splits["report"] = [i for i in splits["train"] if i not in tune]
     for split, ids in splits.items():
         layout.write_split(split, ids)
     layout.write_metadata(spec.class_names(), labels)

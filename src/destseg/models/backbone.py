@@ -11,9 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchvision import models
-from torchvision.models.resnet import ResNet
+from torchvision.models.resnet import BasicBlock, ResNet
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
+# Built from torchvision's ResNet class with one BasicBlock per stage: half ResNet-18's layers,
+# half its cost and a smaller receptive field, for the CPU demo. torchvision has no ImageNet
+# weights for it.
+UNTRAINED = {"resnet10": [1, 1, 1, 1]}
 
 
 class PretrainedWeightsError(FileNotFoundError):
@@ -24,6 +28,10 @@ def build_resnet(name: str, pretrained: bool) -> ResNet:
     """A torchvision ResNet; with ``pretrained`` its default ImageNet weights (weights API)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name in UNTRAINED:
+        if pretrained:
+            raise ValueError(f"torchvision has no ImageNet weights for {name}")
+        return ResNet(BasicBlock, UNTRAINED[name])
     weights = models.get_model_weights(name).DEFAULT if pretrained else None
     try:
         return models.get_model(name, weights=weights)

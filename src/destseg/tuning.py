@@ -1,0 +1,52 @@
+"""Choosing a background threshold on images that are not reported.
+
+Every variant of the method gets its own threshold, picked where its mIoU is best on a tuning
+list (``splits.tune``) that is disjoint from the reported one: a threshold picked on the
+reported images is an oracle, and one fixed for all variants favours the variant it was tuned
+with (destruction learning spreads activation, so its best threshold sits higher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from destseg.metrics import foreground_precision_recall, segmentation_scores
+
+# The candidate thresholds of every sweep: the CAMs and propagated CAMs are in [0, 1].
+SWEEP_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def candidates(fixed: float | None = None) -> list[float]:
+    """The sweep grid, with a user's fixed threshold added so that it is scored too."""
+    grid = {float(t) for t in SWEEP_THRESHOLDS}
+    if fixed is not None:
+        grid.add(float(fixed))
+    return sorted(grid)
+
+
+def sweep_table(thresholds: Sequence[float], confusions: np.ndarray) -> pd.DataFrame:
+    """One row per threshold (ascending as given): miou, fg_precision, fg_recall."""
+    rows = []
+    for threshold, confusion in zip(thresholds, confusions, strict=True):
+        precision, recall = foreground_precision_recall(confusion)
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "miou": segmentation_scores(confusion)["miou"],
+                "fg_precision": precision,
+                "fg_recall": recall,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_threshold(table: pd.DataFrame) -> float:
+    """The threshold of the highest mIoU; on a tie the lowest such threshold, so that the
+    choice does not depend on floating-point noise in the order of the rows."""
+    if table.empty:
+        raise ValueError("no threshold was scored")
+    best = table["miou"].max()
+    return float(table.loc[table["miou"] == best, "threshold"].min())
