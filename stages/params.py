@@ -75,6 +75,7 @@ class SyntheticParams(Section):
     max_object_size: Annotated[float, Field(gt=0, le=1)]
     part_size: Annotated[float, Field(gt=0, le=1)]
     part_offset: Annotated[float, Field(ge=0, le=0.5)]
+    body_thinness: Annotated[float, Field(gt=0, le=1)]
     part_saliency: Probability
     body_saliency: Probability
     clutter: Probability

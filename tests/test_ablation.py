@@ -12,9 +12,11 @@ import ablation
 
 def test_queue_commands_cover_every_variant_and_seed():
     commands = ablation.queue_commands([0, 1, 2])
-    assert len(commands) == 12
+    assert len(commands) == 15
     names = [c[c.index("-n") + 1] for c in commands]
-    assert len(set(names)) == 12 and "ldm-mdc-seed2" in names
+    assert len(set(names)) == 15 and "ldm-mdc-seed2" in names
+    assert all(ablation.NAME.match(name)["variant"] in ablation.VARIANTS for name in names)
+    assert "cls.ldm.grid=8" in commands[names.index("ldm-grid8-seed0")]
     baseline = commands[names.index("baseline-seed1")]
     assert "cls.ldm.enabled=false" in baseline and "cls.mdc.enabled=false" in baseline
     assert "seed=1" in baseline and baseline[:5] == ["dvc", "exp", "run", "--queue", "-n"]

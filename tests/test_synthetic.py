@@ -115,3 +115,21 @@ def _part_distance(part_offset: float) -> float:
 def test_part_offset_puts_the_part_towards_one_end_of_the_body():
     # offset 0: anywhere within 0.35 radii of the centre; 0.4: 0.4-0.75 radii along the long axis
     assert _part_distance(0.0) < 0.3 < 0.45 < _part_distance(0.4)
+
+
+def test_body_thinness_makes_elongated_bodies():
+    def elongation(thinness: float) -> float:
+        """Mean ratio of the two principal axes of the objects (1: round)."""
+        spec = SyntheticSpec(
+            num_classes=3, image_size=96, train_images=16, val_images=1, max_objects=1,
+            clutter=0.0, body_thinness=thinness,
+        )  # fmt: skip
+        ratios = []
+        for _, _, _, mask, _ in generate(spec, seed=0):
+            points = np.argwhere((mask > 0) & (mask != 255)).astype(float)
+            variances = np.linalg.eigvalsh(np.cov(points.T))
+            ratios.append(np.sqrt(variances[0] / variances[1]))
+        return float(np.mean(ratios))
+
+    # aspect 0.6-1 by default; halved: 0.3-0.5 (borders cut by the image make it approximate)
+    assert elongation(1.0) > 0.65 and elongation(0.5) < 0.5

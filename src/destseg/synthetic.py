@@ -68,6 +68,7 @@ class SyntheticSpec:
     max_object_size: float = 0.55
     part_size: float = 0.25  # part diameter as a fraction of the object diameter
     part_offset: float = 0.0  # part centre from the body centre, + up to 0.35, in body radii
+    body_thinness: float = 1.0  # the short axis of a body: 0.6-1 of its long axis, times this
     part_saliency: float = 1.0  # 0: the part has the body's colour; 1: its own class colour
     body_saliency: float = 0.35  # 0: body colour and texture random; 1: fully class-specific
     clutter: float = 0.5  # 0: plain background; 1: many textured distractors
@@ -84,6 +85,7 @@ class SyntheticSpec:
             "min_object_size": 0 < self.min_object_size <= self.max_object_size <= 1,
             "part_size": 0 < self.part_size <= 1,
             "part_offset": 0 <= self.part_offset <= 0.5,
+            "body_thinness": 0 < self.body_thinness <= 1,
             "part_saliency": 0 <= self.part_saliency <= 1,
             "body_saliency": 0 <= self.body_saliency <= 1,
             "clutter": 0 <= self.clutter <= 1,
@@ -144,10 +146,13 @@ def _blob(yy, xx, cy, cx, radius, rng) -> np.ndarray:
     return _oriented_blob(yy, xx, cy, cx, radius, rng)[0]
 
 
-def _oriented_blob(yy, xx, cy, cx, radius, rng) -> tuple[np.ndarray, float]:
-    """:func:`_blob` and the direction of its long axis (radians, image x towards y)."""
+def _oriented_blob(
+    yy, xx, cy, cx, radius, rng, thinness: float = 1.0
+) -> tuple[np.ndarray, float]:
+    """:func:`_blob`, its short axis ``thinness`` times as long, and the direction of its long
+    axis (radians, image x towards y)."""
     angle = rng.uniform(0, np.pi)
-    aspect = rng.uniform(0.6, 1.0)
+    aspect = rng.uniform(0.6, 1.0) * thinness
     dy, dx = yy - cy, xx - cx
     u = dx * np.cos(angle) + dy * np.sin(angle)
     v = (-dx * np.sin(angle) + dy * np.cos(angle)) / aspect
@@ -209,7 +214,7 @@ def render_image(
         radius = rng.uniform(spec.min_object_size, spec.max_object_size) * size / 2
         for _attempt in range(20):  # limit overlap with the objects already placed
             cy, cx = rng.uniform(0.6 * radius, size - 0.6 * radius, size=2)
-            body, axis = _oriented_blob(yy, xx, cy, cx, radius, rng)
+            body, axis = _oriented_blob(yy, xx, cy, cx, radius, rng, spec.body_thinness)
             if (body & (mask > 0)).sum() <= 0.3 * body.sum():
                 break
         colour = spec.body_saliency * look.body_colour + (1 - spec.body_saliency) * _hsv(
