@@ -146,9 +146,7 @@ def _blob(yy, xx, cy, cx, radius, rng) -> np.ndarray:
     return _oriented_blob(yy, xx, cy, cx, radius, rng)[0]
 
 
-def _oriented_blob(
-    yy, xx, cy, cx, radius, rng, thinness: float = 1.0
-) -> tuple[np.ndarray, float]:
+def _oriented_blob(yy, xx, cy, cx, radius, rng, thinness: float = 1.0) -> tuple[np.ndarray, float]:
     """:func:`_blob`, its short axis ``thinness`` times as long, and the direction of its long
     axis (radians, image x towards y)."""
     angle = rng.uniform(0, np.pi)
