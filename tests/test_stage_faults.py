@@ -216,7 +216,9 @@ def test_a_repeated_id_is_used_once_with_a_one_line_warning(tmp_path, cams):
 
 def _slow_refine(tmp_path, layout, folder) -> subprocess.Popen:
     """refine in 2 worker processes, slowed down (20,000 CRF iterations an image) so that it
-    is still running when it is interrupted, in its own process group like a terminal job."""
+    is still running when it is interrupted, in its own process group like a terminal job, with
+    Ctrl-C's default action even when pytest itself runs in the background (where the shell
+    starts it with SIGINT ignored, and children inherit that)."""
     params = write_params(
         tmp_path,
         **{"refine.method": "crf", "refine.workers": 2, "refine.crf.iterations": 20_000, **FIXED},
@@ -229,7 +231,12 @@ def _slow_refine(tmp_path, layout, folder) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _started(process: subprocess.Popen) -> None:
