@@ -10,7 +10,7 @@ positives); with ``cam.threshold: auto`` that is the threshold chosen on splits.
 from make_cam's metrics. Only the images of splits.score_cams (the reported ones) count.
 
     python benchmarks/cam_profile.py [--params params.yaml] [--cams data/cam]
-        [--metrics data/metrics/make_cam.json]
+        [--metrics data/metrics/make_cam.json] [--dataset data/dataset]
 """
 
 from __future__ import annotations

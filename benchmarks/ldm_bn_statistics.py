@@ -81,6 +81,10 @@ def main(
     train = VOCDataset(layout, layout.ids(config["splits"]["train"]))
     scored = layout.ids(config["splits"]["score_cams"])
     tune = layout.ids(config["splits"]["tune"]) if config["splits"].get("tune") else []
+    if config["cam"]["threshold"] == "auto" and not tune:
+        raise typer.BadParameter(
+            "cam.threshold auto needs images in splits.tune", param_hint="--params"
+        )
     cam = config["cam"]
     variants = {
         "as trained (running averages)": model,

@@ -78,6 +78,8 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
     ("stage", "override", "expected"),
     [
         ("make_cam", {"cam.threshold": 1.5}, "cam.threshold"),
+        ("make_cam", {"cam.threshold": "best"}, "cam.threshold: must be a number between 0 and 1"),
+        ("refine", {"refine.bg_threshold": True}, "refine.bg_threshold: must be a number"),
         ("train_seg", {"seg.pretrained": "no"}, "seg.pretrained"),
         ("train_seg", {"seg.labels": "weak"}, "seg.labels"),
         ("refine", {"refine.crf.iterations": 0}, "refine.crf.iterations"),

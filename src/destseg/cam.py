@@ -21,7 +21,7 @@ from destseg.data import image_to_tensor
 from destseg.metrics import confusion_matrix
 from destseg.models.classifier import Classifier
 from destseg.strided import rescale_image, upsample_strided
-from destseg.tuning import candidates, sweep_table
+from destseg.tuning import sweep_table
 from destseg.voc import VOCLayout, load_image, load_mask
 
 EPS = 1e-5
@@ -66,8 +66,8 @@ class ThresholdSweep:
     """Confusion matrices of thresholded CAMs against the ground truth, one per threshold,
     accumulated over a split: the whole mIoU-versus-background-threshold curve in one pass."""
 
-    def __init__(self, num_classes: int, thresholds: Sequence[float] | None = None):
-        self.thresholds = candidates() if thresholds is None else [float(t) for t in thresholds]
+    def __init__(self, num_classes: int, thresholds: Sequence[float]):
+        self.thresholds = [float(t) for t in thresholds]
         self.num_classes = num_classes
         self.confusions = np.zeros((len(self.thresholds), num_classes, num_classes), np.int64)
 
