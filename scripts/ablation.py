@@ -91,10 +91,11 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def queue_commands(seeds: list[int], study: str = "destruction") -> list[list[str]]:
-    """The `dvc exp run --queue` command of every variant of ``study`` and seed."""
+    """The `dvc exp run --queue` command of every variant of ``study`` and seed, seed by
+    seed: a queue stopped part-way leaves whole seeds, every variant paired with its baseline."""
     commands = []
-    for variant, overrides in STUDIES[study].variants.items():
-        for seed in seeds:
+    for seed in seeds:
+        for variant, overrides in STUDIES[study].variants.items():
             command = ["dvc", "exp", "run", "--queue", "-n", f"{variant}-seed{seed}"]
             for key, value in {**overrides, "seed": str(seed)}.items():
                 command += ["-S", f"{key}={value}"]

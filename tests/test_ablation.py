@@ -20,6 +20,7 @@ def test_queue_commands_cover_every_variant_and_seed():
     baseline = commands[names.index("baseline-seed1")]
     assert "cls.ldm.enabled=false" in baseline and "cls.mdc.enabled=false" in baseline
     assert "seed=1" in baseline and baseline[:5] == ["dvc", "exp", "run", "--queue", "-n"]
+    assert names[:5] == [f"{variant}-seed0" for variant in ablation.VARIANTS]  # seed by seed
 
 
 def _row(name, cam, seg, map_=0.9):
