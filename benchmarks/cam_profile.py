@@ -20,14 +20,14 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from destseg.cam_profile import region_profile
 from destseg.cam_store import load_cam
-from destseg.synthetic import SyntheticSpec, generate
+from destseg.synthetic import SyntheticSpec
 from destseg.voc import VOCLayout
 
 
@@ -40,27 +40,15 @@ def main(
     config = yaml.safe_load(params.read_text())
     data = config["data"]
     threshold = json.loads(metrics.read_text())["threshold"]
-    reported = set(VOCLayout(dataset).ids(config["splits"]["score_cams"]))
-    spec = SyntheticSpec(**data["synthetic"])
-    rows = []
-    for _, image_id, _, mask, parts in generate(spec, data["seed"]):
-        if image_id not in reported:
-            continue
-        classes, cam = load_cam(cams / f"{image_id}.npz")
-        for k, cls in enumerate(classes):
-            objects = mask == cls
-            regions = {"part": objects & parts, "body": objects & ~parts, "background": mask == 0}
-            for region, pixels in regions.items():
-                if pixels.any():
-                    rows.append(
-                        {
-                            "region": region,
-                            "mean normalised CAM": cam[k][pixels].mean(),
-                            f"share > threshold ({threshold})": (cam[k][pixels] > threshold).mean(),
-                        }
-                    )
-    table = pd.DataFrame(rows).groupby("region", sort=False).mean().round(3)
-    print(table.to_markdown())
+    profile = region_profile(
+        SyntheticSpec(**data["synthetic"]),
+        data["seed"],
+        set(VOCLayout(dataset).ids(config["splits"]["score_cams"])),
+        lambda image_id: load_cam(cams / f"{image_id}.npz"),
+        threshold,
+    )
+    profile.columns = ["mean normalised CAM", f"share > threshold ({threshold})"]
+    print(profile.round(3).to_markdown())
 
 
 if __name__ == "__main__":

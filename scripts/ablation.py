@@ -15,10 +15,18 @@ standard deviation over seeds; for the destruction study followed by the per-see
 differences against the baseline, also in `<out>_paired.csv`) and `<out>_runs.csv` (one row
 per experiment); `<out>` is
 `data/ablation` for the destruction study and `data/refine_methods` for the refinement one.
+
+On the synthetic data, `profile` adds where each experiment's CAM is strong (part, body,
+background: :mod:`destseg.cam_profile`), read from the experiment's commit and DVC's cache, into
+`data/ablation_profile.md` (mean ± std per variant) and `data/ablation_profile_runs.csv`:
+
+    python scripts/ablation.py profile
 """
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -28,6 +36,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
+import yaml
 
 VARIANTS = {
     "baseline": {"cls.ldm.enabled": "false", "cls.mdc.enabled": "false"},
@@ -187,6 +196,16 @@ def paired(frame: pd.DataFrame, baseline: str, columns: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def paired_markdown(differences: pd.DataFrame) -> str:
+    """:func:`paired` as a markdown table, every number as written there (the differences are
+    text: left to tabulate, a single one would be read back as a number and reformatted)."""
+    shown = differences.copy()
+    shown["mean"] = [f"{m:+.1f}" for m in shown["mean"]]
+    if "Wilcoxon p" in shown:
+        shown["Wilcoxon p"] = [f"{p:.3f}" for p in shown["Wilcoxon p"]]
+    return shown.fillna("").to_markdown(index=False, disable_numparse=True)
+
+
 StudyOption = Annotated[str, typer.Option(help="destruction or refine.")]
 
 
@@ -228,9 +247,74 @@ def collect(
     if study == "destruction":
         differences = paired(frame, "baseline", PAIRED)
         differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
-        markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + differences.to_markdown(
-            index=False, floatfmt=".3f"
+        markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + paired_markdown(
+            differences
         )
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+def experiment_profile(rev: str) -> dict[str, float]:
+    """The CAM profile of the experiment at git revision ``rev``: its params, chosen threshold,
+    reported list and CAMs as that commit and DVC's cache hold them, one value per region and
+    measure (``part CAM``, ``part share``, ...)."""
+    from dvc.api import DVCFileSystem
+
+    from destseg.cam_profile import REGIONS, region_profile
+    from destseg.cam_store import load_cam
+    from destseg.ids import check_id
+    from destseg.synthetic import SyntheticSpec
+
+    fs = DVCFileSystem(".", rev=rev)
+    config = yaml.safe_load(fs.read_text("params.yaml"))
+    threshold = json.loads(fs.read_text("data/metrics/make_cam.json"))["threshold"]
+    listed = check_id(config["splits"]["score_cams"], "splits.score_cams")
+    ids = fs.read_text(f"data/dataset/ImageSets/Segmentation/{listed}.txt").split()
+
+    def read_cam(image_id: str):
+        with fs.open(f"data/cam/{check_id(image_id)}.npz", "rb") as handle:
+            return load_cam(io.BytesIO(handle.read()))
+
+    data = config["data"]
+    table = region_profile(
+        SyntheticSpec(**data["synthetic"]), data["seed"], set(ids), read_cam, threshold
+    )
+    record = {}
+    for region in REGIONS:
+        record[f"{region} CAM"] = table.loc[region, "mean_cam"]
+        record[f"{region} share"] = table.loc[region, "share_above"]
+    return record
+
+
+@app.command()
+def profile(
+    out: Annotated[Path, typer.Option(help="Output path without suffix.")] = Path(
+        "data/ablation_profile"
+    ),
+    rev: Annotated[
+        str | None, typer.Option(help="The commit the experiments were queued from (HEAD).")
+    ] = None,
+):
+    """Where the CAM of each finished experiment of the destruction study is strong (synthetic
+    data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
+    background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv)."""
+    import dvc.api
+
+    base = subprocess.run(
+        ["git", "rev-parse", rev or "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    records = []
+    for variant, seed in runs(dvc.api.exp_show(revs=rev))[["variant", "seed"]].itertuples(
+        index=False
+    ):
+        ref = f"refs/exps/{base[:2]}/{base[2:]}/{variant}-seed{seed}"
+        records.append({"variant": variant, "seed": seed, **experiment_profile(ref)})
+    frame = pd.DataFrame(records)
+    table = summarize(frame)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    table.to_csv(out.with_suffix(".csv"))
+    markdown = to_markdown(table)
     out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
 

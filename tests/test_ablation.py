@@ -106,3 +106,10 @@ def test_paired_differences_by_hand():
     assert row["95% CI"] == "[-7.0, +11.0]"
     # ranks 3, 2, 1 with one negative: W- = 1; exact two-sided p = 2 * 2/8
     assert row["Wilcoxon p"] == pytest.approx(0.5)
+
+
+def test_paired_markdown_keeps_the_differences_as_written():
+    frame = pd.DataFrame({"variant": ["baseline", "ldm"], "seed": [0, 0], "CAM mIoU": [0.5, 0.499]})
+    markdown = ablation.paired_markdown(ablation.paired(frame, "baseline", ["CAM mIoU"]))
+    row = markdown.splitlines()[2]
+    assert "| -0.1 " in row and "-0.100" not in row  # one seed: no interval, no p
