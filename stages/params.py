@@ -312,6 +312,19 @@ class EvaluateParams(Section):
     flip: StrictBool
 
 
+ImageId = Annotated[str, AfterValidator(partial(check_id, where="image id"))]
+
+
+class GalleryParams(Section):
+    """Which images the gallery draws (from ``splits.score_cams``) and how large."""
+
+    images: Annotated[int, Field(ge=1)]
+    seed: Seed
+    # A fixed list instead of a seeded sample (each must be in splits.score_cams).
+    ids: list[ImageId] = []
+    size: Annotated[int, Field(ge=32, le=1024)]
+
+
 class RunParams(Section):
     """The top-level keys: the training seed and the device."""
 
@@ -332,4 +345,5 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "refine": RefineParams,
     "seg": SegParams,
     "evaluate": EvaluateParams,
+    "gallery": GalleryParams,
 }

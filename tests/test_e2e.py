@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY
+from PIL import Image
 from pipeline_repo import reproduce, run
 
+from destseg.gallery import TITLE_HEIGHT
 from destseg.synthetic import write_dataset
 from destseg.tuning import candidates
 from destseg.voc import VOCLayout
@@ -145,6 +147,29 @@ def test_outputs_are_complete(repo):
 
 
 @pytest.mark.e2e
+def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
+    root, env = repo
+    reported = (root / "data/dataset/ImageSets/Segmentation/report.txt").read_text().split()
+    figures = sorted((root / "data/gallery").iterdir())
+    assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
+    size = yaml.safe_load((root / "params.yaml").read_text())["gallery"]["size"]
+    for path in figures:
+        width, height = Image.open(path).size
+        # image, a CAM and a walked CAM per class (1-2), confident regions, 3 label maps
+        assert height == size + 2 * TITLE_HEIGHT + 4 and width in range(7 * size, 10 * size, size)
+    run(["dvc", "plots", "show", "-o", "plots_page"], root, env)
+    page = (root / "plots_page" / "index.html").read_text()
+    declared = [
+        "train_cls/plots/metrics",
+        "train_seg/plots/metrics",
+        "cam_threshold_sweep.csv",
+        "evaluate_per_class.csv",
+        *(f"gallery/{p.name}" for p in figures),
+    ]
+    assert not [name for name in declared if name not in page]
+
+
+@pytest.mark.e2e
 def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     root, env = repo
     assert "up to date" in run(["dvc", "status"], root, env).lower()
@@ -174,7 +199,7 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
     params["refine"]["method"] = "affinity"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _stagesrun(run(["dvc", "repro"], root, env))
-    assert ran == {"aff_labels", "refine", "train_seg", "evaluate"}
+    assert ran == {"aff_labels", "refine", "train_seg", "evaluate", "gallery"}
     assert _json(root / "data/metrics/refine.json").keys() == before.keys()
     # -> crf: the affinity stages empty their outputs instead of training
     params["refine"]["method"] = "crf"

@@ -48,6 +48,7 @@ def voc_repo(tmp_path_factory):
     served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
     with LocalServer(served) as url:
         overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
+        overrides["gallery.ids"] = archives.voc_train  # VOC's own ids are not in these archives
         root, _ = reproduce(repo, overrides, base=CONFIG)
     return root, archives
 

@@ -1,0 +1,132 @@
+"""Stage gallery: one figure per sampled image, every step of the pipeline side by side.
+
+Reads only what the earlier stages wrote (CAMs, confident regions, propagated CAMs,
+pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; depends on the
+``gallery`` params alone, so changing the sample reruns only this stage. The images come from
+``splits.score_cams``: train images with masks, the only ones that have CAMs and pseudo-masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from destseg.cam_store import load_cam
+from destseg.device import resolve_device
+from destseg.files import atomic_path
+from destseg.gallery import cam_overlay, figure, legend_for, mask_colours
+from destseg.inference import predict
+from destseg.models.checkpoint import load_model
+from destseg.voc import VOCLayout, load_image, load_mask
+from stages.common import (
+    DatasetOption,
+    ParamsOption,
+    StageError,
+    check_classes,
+    read_params,
+    read_run,
+    read_splits,
+    reported,
+    require,
+)
+from stages.params import GalleryParams
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def gallery_ids(p: GalleryParams, candidates: list[str]) -> list[str]:
+    """``gallery.ids`` if given (each must be a candidate), else ``gallery.images`` of the
+    candidates drawn with ``gallery.seed``, in list order."""
+    if p.ids:
+        unknown = [image_id for image_id in p.ids if image_id not in set(candidates)]
+        if unknown:
+            raise StageError(
+                f"gallery.ids: {', '.join(unknown[:3])} not in splits.score_cams (only its images "
+                "have CAMs, pseudo-masks and masks)"
+            )
+        return list(p.ids)
+    count = min(p.images, len(candidates))
+    chosen = np.random.default_rng(p.seed).choice(len(candidates), size=count, replace=False)
+    return [candidates[i] for i in sorted(chosen)]
+
+
+def _cam_panels(title: str, image: np.ndarray, path: Path, classes: list[str]) -> list:
+    """One heat-map panel per class of a CAM file, or none if the file does not exist (the
+    propagated CAMs of a method without affinity)."""
+    if not path.is_file():
+        return []
+    labels, cam = load_cam(path)
+    return [
+        (f"{title} {classes[label]}", cam_overlay(image, cam[k])) for k, label in enumerate(labels)
+    ]
+
+
+@app.command()
+@reported
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    dataset: DatasetOption = Path("data/dataset"),
+    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
+    aff_labels: Annotated[Path, typer.Option(help="Folder of confident-region PNGs.")] = Path(
+        "data/aff_labels"
+    ),
+    propagated: Annotated[Path, typer.Option(help="Folder of propagated CAM files.")] = Path(
+        "data/propagated_cam"
+    ),
+    pseudo_masks: Annotated[Path, typer.Option(help="Folder of pseudo-masks.")] = Path(
+        "data/pseudo_mask"
+    ),
+    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
+        "data/train_seg/model.pt"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder of gallery PNGs to write.")] = Path(
+        "data/gallery"
+    ),
+) -> None:
+    """Write <out>/<image id>.png for the sampled images of splits.score_cams."""
+    p = read_params(params, "gallery", GalleryParams)
+    run = read_run(params)
+    splits = read_splits(params)
+    layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    for folder, what in [
+        (cams, "CAM folder (run make_cam)"),
+        (pseudo_masks, "pseudo-mask folder (run refine)"),
+    ]:
+        require(folder, what)
+    device = resolve_device(run.device)
+    model, config = load_model(
+        require(model_path, "segmenter (run train_seg)"), "segmenter", device
+    )
+    check_classes(config, len(layout.classes), model_path, layout)
+    classes = layout.classes
+    ids = gallery_ids(p, layout.ids(splits.score_cams))
+    with atomic_path(out, directory=True) as tmp:
+        for image_id in ids:
+            image = load_image(layout.image_path(image_id))
+            truth = load_mask(layout.mask_path(image_id))
+            pseudo = load_mask(require(pseudo_masks / f"{image_id}.png", "pseudo-mask"))
+            prediction = predict(model, layout.image_path(image_id), [1.0], False, device)
+            panels = [("image", image)]
+            panels += _cam_panels("CAM", image, require(cams / f"{image_id}.npz", "CAM"), classes)
+            regions = aff_labels / f"{image_id}.png"
+            shown = [truth, pseudo, prediction]
+            if regions.is_file():
+                confident = load_mask(regions)
+                panels.append(("confident", mask_colours(confident)))
+                shown.append(confident)
+            panels += _cam_panels("walk", image, propagated / f"{image_id}.npz", classes)
+            panels += [
+                ("pseudo-mask", mask_colours(pseudo)),
+                ("segmenter", mask_colours(prediction)),
+                ("truth", mask_colours(truth)),
+            ]
+            legend = legend_for(np.unique(np.concatenate([m.ravel() for m in shown])), classes)
+            figure(panels, legend, p.size).save(tmp / f"{image_id}.png")
+    print(f"gallery: {len(ids)} figures in {out}")
+
+
+if __name__ == "__main__":
+    app()
