@@ -9,7 +9,7 @@ then collect their metrics into a table (mean and standard deviation per variant
     python scripts/ablation.py collect --study destruction
 
 `collect` reads every finished experiment named `<variant>-seed<N>` of the study from
-`dvc exp show` (experiments of the commit they were queued from: HEAD, or `--rev`)
+`dvc exp show` (experiments of the commits they were queued from: HEAD, or each `--rev`)
 and writes `<out>.csv` (one row per variant), `<out>.md` (the same as a markdown table, mean ±
 standard deviation over seeds; for the destruction study followed by the per-seed paired
 differences against the baseline, also in `<out>_paired.csv`) and `<out>_runs.csv` (one row
@@ -119,25 +119,33 @@ def _metric(row: dict, file: str, key: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def runs(rows: list[dict], study: str = "destruction") -> pd.DataFrame:
-    """One row per finished experiment of ``study`` (variant, seed, metrics) from
-    `dvc exp show`."""
-    variants, metrics = STUDIES[study].variants, STUDIES[study].metrics
-    records = []
+def finished(rows: list[dict], study: str = "destruction") -> list[tuple[dict, str, int]]:
+    """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows,
+    in the study's variant order, then by seed."""
+    variants = list(STUDIES[study].variants)
+    found = []
     for row in rows:
         match = NAME.match(str(row.get("Experiment") or ""))
         if match is None or match["variant"] not in variants:
             continue
         if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
             continue
-        record = {"variant": match["variant"], "seed": int(match["seed"])}
+        found.append((row, match["variant"], int(match["seed"])))
+    if not found:
+        raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
+    return sorted(found, key=lambda item: (variants.index(item[1]), item[2]))
+
+
+def runs(rows: list[dict], study: str = "destruction") -> pd.DataFrame:
+    """One row per finished experiment of ``study`` (variant, seed, metrics) from
+    `dvc exp show`."""
+    metrics = STUDIES[study].metrics
+    records = []
+    for row, variant, seed in finished(rows, study):
+        record = {"variant": variant, "seed": seed}
         record |= {column: _metric(row, file, key) for column, file, key in metrics}
         records.append(record)
-    if not records:
-        raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
-    frame = pd.DataFrame(records)
-    frame["order"] = frame["variant"].map(list(variants).index)
-    return frame.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
+    return pd.DataFrame(records)
 
 
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -207,6 +215,10 @@ def paired_markdown(differences: pd.DataFrame) -> str:
 
 
 StudyOption = Annotated[str, typer.Option(help="destruction or refine.")]
+RevOption = Annotated[
+    list[str] | None,
+    typer.Option(help="A commit the experiments were queued from (HEAD); repeat for several."),
+]
 
 
 def _check(study: str) -> str:
@@ -229,9 +241,7 @@ def queue(
 def collect(
     study: StudyOption = "destruction",
     out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
-    rev: Annotated[
-        str | None, typer.Option(help="The commit the experiments were queued from (HEAD).")
-    ] = None,
+    rev: RevOption = None,
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
@@ -291,24 +301,17 @@ def profile(
     out: Annotated[Path, typer.Option(help="Output path without suffix.")] = Path(
         "data/ablation_profile"
     ),
-    rev: Annotated[
-        str | None, typer.Option(help="The commit the experiments were queued from (HEAD).")
-    ] = None,
+    rev: RevOption = None,
 ):
     """Where the CAM of each finished experiment of the destruction study is strong (synthetic
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
     background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv)."""
     import dvc.api
 
-    base = subprocess.run(
-        ["git", "rev-parse", rev or "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    records = []
-    for variant, seed in runs(dvc.api.exp_show(revs=rev))[["variant", "seed"]].itertuples(
-        index=False
-    ):
-        ref = f"refs/exps/{base[:2]}/{base[2:]}/{variant}-seed{seed}"
-        records.append({"variant": variant, "seed": seed, **experiment_profile(ref)})
+    records = [
+        {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
+        for row, variant, seed in finished(dvc.api.exp_show(revs=rev))
+    ]
     frame = pd.DataFrame(records)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
