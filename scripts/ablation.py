@@ -119,9 +119,11 @@ def _metric(row: dict, file: str, key: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def finished(rows: list[dict], study: str = "destruction") -> list[tuple[dict, str, int]]:
-    """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows,
-    in the study's variant order, then by seed."""
+def finished(
+    rows: list[dict], study: str = "destruction", seeds: list[int] | None = None
+) -> list[tuple[dict, str, int]]:
+    """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows
+    (of ``seeds`` only, if given), in the study's variant order, then by seed."""
     variants = list(STUDIES[study].variants)
     found = []
     for row in rows:
@@ -130,18 +132,22 @@ def finished(rows: list[dict], study: str = "destruction") -> list[tuple[dict, s
             continue
         if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
             continue
+        if seeds is not None and int(match["seed"]) not in seeds:
+            continue
         found.append((row, match["variant"], int(match["seed"])))
     if not found:
         raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
     return sorted(found, key=lambda item: (variants.index(item[1]), item[2]))
 
 
-def runs(rows: list[dict], study: str = "destruction") -> pd.DataFrame:
+def runs(
+    rows: list[dict], study: str = "destruction", seeds: list[int] | None = None
+) -> pd.DataFrame:
     """One row per finished experiment of ``study`` (variant, seed, metrics) from
-    `dvc exp show`."""
+    `dvc exp show`, of ``seeds`` only if given."""
     metrics = STUDIES[study].metrics
     records = []
-    for row, variant, seed in finished(rows, study):
+    for row, variant, seed in finished(rows, study, seeds):
         record = {"variant": variant, "seed": seed}
         record |= {column: _metric(row, file, key) for column, file, key in metrics}
         records.append(record)
@@ -215,6 +221,14 @@ def paired_markdown(differences: pd.DataFrame) -> str:
 
 
 StudyOption = Annotated[str, typer.Option(help="destruction or refine.")]
+SeedsOption = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--seed",
+        help="Only this training seed (repeat for several): e.g. the seeds "
+        "every variant has finished.",
+    ),
+]
 RevOption = Annotated[
     list[str] | None,
     typer.Option(help="A commit the experiments were queued from (HEAD); repeat for several."),
@@ -242,13 +256,14 @@ def collect(
     study: StudyOption = "destruction",
     out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
     rev: RevOption = None,
+    seeds: SeedsOption = None,
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
     import dvc.api
 
     out = out or STUDIES[_check(study)].out
-    frame = runs(dvc.api.exp_show(revs=rev), study)
+    frame = runs(dvc.api.exp_show(revs=rev), study, seeds)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
@@ -302,6 +317,7 @@ def profile(
         "data/ablation_profile"
     ),
     rev: RevOption = None,
+    seeds: SeedsOption = None,
 ):
     """Where the CAM of each finished experiment of the destruction study is strong (synthetic
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
@@ -310,7 +326,7 @@ def profile(
 
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
-        for row, variant, seed in finished(dvc.api.exp_show(revs=rev))
+        for row, variant, seed in finished(dvc.api.exp_show(revs=rev), seeds=seeds)
     ]
     frame = pd.DataFrame(records)
     table = summarize(frame)

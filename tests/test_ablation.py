@@ -51,6 +51,7 @@ def test_summary_means_and_standard_deviations_by_hand():
         ("baseline", 1),
         ("ldm", 0),
     ]
+    assert list(ablation.runs(rows, seeds=[1])["seed"]) == [1]  # the seeds asked for only
     table = ablation.summarize(frame)
     assert list(table.index) == ["baseline", "ldm"]
     assert table.loc["baseline", ("seeds", "")] == 2
