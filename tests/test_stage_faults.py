@@ -295,8 +295,16 @@ def test_a_full_disk_during_training_is_one_line_naming_the_checkpoint(tmp_path,
         str(checkpoint),
     ]
     args += ["--live-dir", str(tmp_path / "live"), "--out", str(tmp_path / "model.pt")]
+    # Run outside the checkout: DVCLive opens the DVC repository it runs in, and the limit
+    # would then also hit that repository's own state files, which grow with its history.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", limit, *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-c", limit, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
