@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
+from destseg.cam_profile import class_regions
 from destseg.data import VOCDataset, image_to_tensor
 from destseg.destruction import destruct_batch
 from destseg.metrics import multilabel_scores
@@ -71,9 +72,7 @@ def profile(model, layout: VOCLayout, spec: SyntheticSpec, seed: int, ids: set[s
         terms = branch_cams(model, image).numpy()
         for cls in layout.labels[image_id]:
             per_class = terms[:, cls - 1]
-            objects = mask == cls
-            regions = {"part": objects & parts, "body": objects & ~parts, "background": mask == 0}
-            for region, pixels in regions.items():
+            for region, pixels in class_regions(mask, parts, cls).items():
                 if pixels.any():
                     row = {"region": region}
                     row |= {n: per_class[b][pixels].mean() for b, n in enumerate(names)}

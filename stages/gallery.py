@@ -1,9 +1,10 @@
 """Stage gallery: one figure per sampled image, every step of the pipeline side by side.
 
 Reads only what the earlier stages wrote (CAMs, confident regions, propagated CAMs,
-pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; depends on the
-``gallery`` params alone, so changing the sample reruns only this stage. The images come from
-``splits.score_cams``: train images with masks, the only ones that have CAMs and pseudo-masks.
+pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; of the params
+it reads only ``gallery``, ``splits.score_cams`` and ``device``, so changing the sample reruns
+only this stage. The images come from ``splits.score_cams``: train images with masks, the only
+ones that have CAMs and pseudo-masks.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def gallery_ids(p: GalleryParams, candidates: list[str]) -> list[str]:
     """``gallery.ids`` if given (each must be a candidate), else ``gallery.images`` of the
     candidates drawn with ``gallery.seed``, in list order."""
     if p.ids:
-        unknown = [image_id for image_id in p.ids if image_id not in set(candidates)]
+        listed = set(candidates)
+        unknown = [image_id for image_id in p.ids if image_id not in listed]
         if unknown:
             raise StageError(
                 f"gallery.ids: {', '.join(unknown[:3])} not in splits.score_cams (only its images "
@@ -91,14 +93,11 @@ def main(
     run = read_run(params)
     splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    for folder, what in [
-        (cams, "CAM folder (run make_cam)"),
-        (pseudo_masks, "pseudo-mask folder (run refine)"),
-    ]:
-        require(folder, what)
+    require(cams, "CAM folder (run the make_cam stage)")
+    require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
     device = resolve_device(run.device)
     model, config = load_model(
-        require(model_path, "segmenter (run train_seg)"), "segmenter", device
+        require(model_path, "segmenter (run the train_seg stage)"), "segmenter", device
     )
     check_classes(config, len(layout.classes), model_path, layout)
     classes = layout.classes

@@ -24,6 +24,13 @@ REGIONS = ("part", "body", "background")
 CamReader = Callable[[str], tuple[np.ndarray, np.ndarray]]
 
 
+def class_regions(mask: np.ndarray, parts: np.ndarray, cls: int) -> dict[str, np.ndarray]:
+    """The pixels (boolean maps) of each region for class ``cls``: the parts of its objects,
+    the rest of its objects (the bodies), and the background."""
+    objects = mask == cls
+    return {"part": objects & parts, "body": objects & ~parts, "background": mask == 0}
+
+
 def region_profile(
     spec: SyntheticSpec,
     seed: int,
@@ -44,9 +51,7 @@ def region_profile(
             continue
         classes, cam = read_cam(image_id)
         for k, cls in enumerate(classes):
-            objects = mask == cls
-            regions = {"part": objects & parts, "body": objects & ~parts, "background": mask == 0}
-            for region, pixels in regions.items():
+            for region, pixels in class_regions(mask, parts, cls).items():
                 if pixels.any():
                     values = cam[k][pixels]
                     rows.append(
