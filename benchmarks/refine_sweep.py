@@ -47,7 +47,7 @@ def sweep(layout, ids, cam_dir, labeller, workers) -> list[float]:
                 partial(labeller, bg_threshold=t),
                 workers,
                 f"{t}",
-            )["miou"]
+            )[0]["miou"]
             for t in THRESHOLDS
         ]
 

@@ -54,7 +54,9 @@ def main(
         else:
             crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
             labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
-            scores = label_split(layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels")
+            scores, _ = label_split(
+                layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels"
+            )
             print(
                 f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
                 f"mIoU {scores['miou']:.4f} on them"

@@ -72,7 +72,7 @@ def read_params(path: Path, key: str | None, schema: type[S]) -> S:
 
 
 def read_run(path: Path) -> RunParams:
-    """The top-level ``seed`` and ``device``."""
+    """The top-level ``seed``, ``device`` and ``amp``."""
     return read_params(path, None, RunParams)
 
 

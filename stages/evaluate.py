@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from destseg.device import resolve_device
+from destseg.confusion_figure import save_confusion_figure
+from destseg.device import resolve_device, resolve_precision
 from destseg.files import atomic_path, write_json
 from destseg.inference import evaluate_segmenter
 from destseg.metrics import all_background, per_class_table, segmentation_scores
@@ -44,6 +45,9 @@ def main(
     per_class: Annotated[Path, typer.Option(help="Per-class IoU table (CSV).")] = Path(
         "data/metrics/evaluate_per_class.csv"
     ),
+    confusion_figure: Annotated[
+        Path, typer.Option("--confusion", help="Normalised confusion matrix (PNG).")
+    ] = Path("data/plots/evaluate_confusion.png"),
 ) -> None:
     """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions."""
     p = read_params(params, "evaluate", EvaluateParams)
@@ -52,15 +56,18 @@ def main(
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     device = resolve_device(run.device)
     model, config = load_model(model_path, "segmenter", device)
+    amp = resolve_precision(run.amp, device)
+    amp.place(model)
     check_classes(config, len(layout.classes), model_path, layout)
     ids = layout.ids(splits.val)
-    with atomic_path(predictions, directory=True) as tmp:
+    with atomic_path(predictions, directory=True) as tmp, amp.autocast():
         confusion = evaluate_segmenter(model, layout, ids, p.scales, p.flip, device, tmp)
     scores = segmentation_scores(confusion)
     scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
     write_json(metrics, scores)
     with atomic_path(per_class) as tmp:
         per_class_table(confusion, layout.classes).to_csv(tmp, index=False, float_format="%.6f")
+    save_confusion_figure(confusion_figure, confusion, layout.classes)
     print(f"evaluate: mIoU {scores['miou']:.4f}, pixel accuracy {scores['pixel_accuracy']:.4f}")
 
 

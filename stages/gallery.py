@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from destseg.cam_store import load_cam
-from destseg.device import resolve_device
+from destseg.device import resolve_device, resolve_precision
 from destseg.files import atomic_path
 from destseg.gallery import cam_overlay, figure, legend_for, mask_colours
 from destseg.inference import predict
@@ -100,6 +100,8 @@ def main(
         require(model_path, "segmenter (run the train_seg stage)"), "segmenter", device
     )
     check_classes(config, len(layout.classes), model_path, layout)
+    amp = resolve_precision(run.amp, device)
+    amp.place(model)
     classes = layout.classes
     ids = gallery_ids(p, layout.ids(splits.score_cams))
     with atomic_path(out, directory=True) as tmp:
@@ -107,7 +109,8 @@ def main(
             image = load_image(layout.image_path(image_id))
             truth = load_mask(layout.mask_path(image_id))
             pseudo = load_mask(require(pseudo_masks / f"{image_id}.png", "pseudo-mask"))
-            prediction = predict(model, layout.image_path(image_id), [1.0], False, device)
+            with amp.autocast():
+                prediction = predict(model, layout.image_path(image_id), [1.0], False, device)
             panels = [("image", image)]
             panels += _cam_panels("CAM", image, require(cams / f"{image_id}.npz", "CAM"), classes)
             regions = aff_labels / f"{image_id}.png"

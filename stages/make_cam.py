@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from destseg.cam import ThresholdSweep, generate_cams
-from destseg.device import resolve_device
+from destseg.device import resolve_device, resolve_precision
 from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
 from destseg.models.checkpoint import load_model
@@ -57,13 +57,15 @@ def main(
     tune = tune_ids(layout, splits, "cam.threshold" if p.threshold == "auto" else None)
     device = resolve_device(run.device)
     model, config = load_model(model_path, "classifier", device)
+    amp = resolve_precision(run.amp, device)
+    amp.place(model)
     num_classes = len(layout.classes)
     check_classes(config, num_classes - 1, model_path, layout)
     check_mdc_scales(config, p.scales, layout, ids)
     fixed = None if p.threshold == "auto" else p.threshold
     report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
     sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True) as tmp, amp.autocast():
         generate_cams(model, layout, ids, sweeps, p.scales, p.flip, device, tmp)
     table, tune_table = report.table(), tuning.table()
     threshold = best_threshold(tune_table) if fixed is None else fixed

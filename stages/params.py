@@ -48,6 +48,20 @@ def _threshold(value: object) -> float | str:
 # A background threshold: a number, or ``auto``: the best one on ``splits.tune``.
 Threshold = Annotated[float | Literal["auto"], PlainValidator(_threshold)]
 
+# destseg.device.AMP_MODES
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def _amp(value: object) -> str:
+    if value is False:  # YAML 1.1 (PyYAML, and DVC's -S) reads a bare `off` as false
+        return "off"
+    if value not in AMP_MODES:
+        raise ValueError(f"must be one of {', '.join(AMP_MODES)}, got {value!r}")
+    return str(value)
+
+
+Amp = Annotated[Literal["auto", "bf16", "fp16", "off"], PlainValidator(_amp)]
+
 
 # A list name becomes ImageSets/Segmentation/<name>.txt: a plain file stem, as ids are.
 ListName = Annotated[str, AfterValidator(partial(check_id, where="list name"))]
@@ -326,10 +340,11 @@ class GalleryParams(Section):
 
 
 class RunParams(Section):
-    """The top-level keys: the training seed and the device."""
+    """The top-level keys: the training seed, the device and the precision networks run in."""
 
     seed: Seed
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    amp: Amp
 
 
 # Every section of params.yaml and its schema (besides the top-level RunParams keys): a test

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from destseg.device import resolve_device
+from destseg.device import resolve_device, resolve_precision
 from destseg.files import atomic_path
 from destseg.models.checkpoint import load_model
 from destseg.propagation import propagate_cams
@@ -57,8 +57,11 @@ def main(
             return
         device = resolve_device(run.device)
         model, _ = load_model(model_path, "affinity", device)
+        amp = resolve_precision(run.amp, device)
+        amp.place(model)
         ids = layout.ids(splits.train)
-        propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, p.normalize, device)
+        with amp.autocast():  # the network only: the walk itself runs in float32
+            propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, p.normalize, device)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 from dvclive import Live
 
 from destseg.data import VOCDataset
-from destseg.device import resolve_device
+from destseg.device import resolve_device, resolve_precision
 from destseg.models.checkpoint import build_model, save_model
 from destseg.models.freezing import freeze_backbone
 from destseg.training import (
@@ -35,20 +35,19 @@ def train_and_save(
     checkpoint: Path,
     live_dir: Path,
     validate: Validate | None = None,
-    plots: bool = True,
 ) -> None:
     """The training recipe shared by train_cls, train_aff and train_seg.
 
     Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
     (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
-    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``; per-epoch plot
-    files unless ``plots`` is off) and writes the model file with its config. The checkpoint is
+    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``, each also as a
+    curve under ``plots/metrics``) and writes the model file with its config. The checkpoint is
     scratch, not a DVC output: a clone or a ``dvc exp run --temp`` copy without it must not look
     out of date; it is deleted once the model file is written. Everything that can refuse the
     run is checked before the DVCLive logger opens, so a refused run leaves the metrics of the
     last good one in place.
     """
-    device = resolve_device(run.device)
+    precision = resolve_precision(run.amp, resolve_device(run.device))
     seed_everything(run.seed)
     model = build_model(kind, config, pretrained=p.pretrained)
     freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
@@ -57,14 +56,14 @@ def train_and_save(
     )
     schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
     check_schedule(len(train_set), schedule)
-    digest = fingerprint(p.model_dump(), config, run.seed, files=inputs)
+    digest = fingerprint(p.model_dump(), config, run.seed, precision.name, files=inputs)
     # Opening the logger resets the metrics in live_dir: only once every check has passed.
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
         def log_epoch(epoch: int, scores: dict[str, float]) -> None:
             live.step = epoch
             for name, value in scores.items():
-                live.log_metric(name, value, plot=plots)
+                live.log_metric(name, value)
             live.next_step()
             shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
             print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
@@ -75,7 +74,7 @@ def train_and_save(
             loss_fn,
             optimizer,
             schedule,
-            device,
+            precision,
             checkpoint,
             digest,
             validate=validate,

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from destseg.confusion_figure import save_confusion_figure
 from destseg.crf import DenseCRF
 from destseg.files import atomic_path, write_json
 from destseg.pseudo_mask import (
@@ -75,6 +76,9 @@ def main(
         "data/pseudo_mask"
     ),
     metrics: MetricsOption = Path("data/metrics/refine.json"),
+    confusion: Annotated[
+        Path, typer.Option(help="Normalised confusion matrix of the scored pseudo-masks (PNG).")
+    ] = Path("data/plots/pseudo_mask_confusion.png"),
 ) -> None:
     """Write one palette PNG pseudo-mask per image of splits.train; score those of
     splits.score_cams against their masks."""
@@ -107,11 +111,12 @@ def main(
     else:
         threshold = fixed
     with atomic_path(out, directory=True) as tmp:
-        scores = label_split(
+        scores, counts = label_split(
             layout, ids, scored, source, tmp, partial(label, bg_threshold=threshold), p.workers,
             "refine",
         )  # fmt: skip
     write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
+    save_confusion_figure(confusion, counts, layout.classes)
     chosen = "tuned on splits.tune" if fixed is None else name
     print(
         f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f} at background threshold "

@@ -1,7 +1,7 @@
 """Stage train_aff: AffinityNet trained on the confident regions of the CAMs (aff_labels).
 
-Trains nothing, and writes an empty model folder, when aff_labels wrote no labels (refine.method
-needs no affinity); the later stages read that as "no affinity".
+Trains nothing, and writes an empty model folder, empty metrics and no curves, when aff_labels
+wrote no labels (refine.method needs no affinity); the later stages read that as "no affinity".
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def main(
         if not any(aff_labels.glob("*.png")):
             print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
             write_json(live_dir / "metrics.json", {})
+            with atomic_path(live_dir / "plots" / "metrics", directory=True):
+                pass  # the declared plots folder, emptied of an earlier run's curves
             return
         train_ids = layout.ids(splits.train)
         train_set = VOCDataset(
@@ -102,7 +104,6 @@ def main(
             checkpoint=checkpoint,
             live_dir=live_dir,
             validate=lambda model: affinity_scores(model, val_set, device),
-            plots=False,
         )
 
 

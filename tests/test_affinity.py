@@ -168,7 +168,7 @@ def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
         cam = np.stack([(mask == c).astype(np.float32) for c in classes])
         save_cam(tmp_path / "cam" / f"{image_id}.npz", classes, cam)
     (tmp_path / "out").mkdir()
-    scores = label_split(
+    scores, confusion = label_split(
         tiny_layout,
         ids,
         set(ids[:2]),
@@ -179,4 +179,7 @@ def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
         description="test",
     )
     assert scores["miou"] == 1.0 and scores["ignored_fraction"] == 0.0
+    # the confusion of the two scored images only: all on the diagonal, every labelled pixel
+    truth = [load_mask(tiny_layout.mask_path(i)) for i in ids[:2]]
+    assert confusion.trace() == confusion.sum() == sum(int((m != 255).sum()) for m in truth)
     assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == sorted(ids)

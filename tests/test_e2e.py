@@ -138,8 +138,12 @@ def test_outputs_are_complete(repo):
     for folder in ("cam", "aff_labels", "propagated_cam"):
         assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_ids)
     assert [p.name for p in (root / "data/train_aff").iterdir()] == ["model.pt"]
-    # train_aff declares no plots (its outputs are empty when not needed), so it writes none
-    assert [p.name for p in (root / "data/metrics/train_aff").iterdir()] == ["metrics.json"]
+    curves = root / "data/metrics/train_aff/plots/metrics"
+    assert {p.name for p in (curves / "train").iterdir()} == {"loss.tsv", "lr.tsv"}
+    assert (curves / "val" / "balanced_accuracy.tsv").is_file()
+    for name in ("evaluate_confusion.png", "pseudo_mask_confusion.png"):
+        with Image.open(root / "data" / "plots" / name) as figure:
+            assert figure.format == "PNG"
     assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
     predictions = root / "data/evaluate/prediction"
     assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
@@ -161,9 +165,12 @@ def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
     page = (root / "plots_page" / "index.html").read_text()
     declared = [
         "train_cls/plots/metrics",
+        "train_aff/plots/metrics",
         "train_seg/plots/metrics",
         "cam_threshold_sweep.csv",
         "evaluate_per_class.csv",
+        "evaluate_confusion.png",
+        "pseudo_mask_confusion.png",
         *(f"gallery/{p.name}" for p in figures),
     ]
     assert not [name for name in declared if name not in page]
@@ -206,7 +213,7 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = run(["dvc", "repro"], root, env)
     assert "not trained" in output and "nothing propagated" in output
-    for folder in ("aff_labels", "train_aff", "propagated_cam"):
+    for folder in ("aff_labels", "train_aff", "propagated_cam", "metrics/train_aff/plots/metrics"):
         assert not any((root / "data" / folder).iterdir())
     assert _json(root / "data/metrics/aff_labels.json") == {}
     assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1

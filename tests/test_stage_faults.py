@@ -190,7 +190,7 @@ FIXED = {"refine.bg_threshold": 0.25, "splits.tune": None}
 def _refine_args(tmp_path, layout, cams):
     return [
         "--dataset", str(layout.root), "--cams", str(cams), "--out", str(tmp_path / "pseudo"),
-        "--metrics", str(tmp_path / "refine.json"),
+        "--metrics", str(tmp_path / "refine.json"), "--confusion", str(tmp_path / "confusion.png"),
     ]  # fmt: skip
 
 

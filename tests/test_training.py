@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from destseg.data import VOCDataset, train_transform
-from destseg.device import resolve_device
+from destseg.device import Precision, resolve_device, resolve_precision
 from destseg.models.checkpoint import build_model
 from destseg.training import CheckpointWarning, Schedule, build_optimizer, epoch_seed, fit
 
@@ -14,7 +14,10 @@ def _loss(model, batch):
     return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
 
 
-def _train(layout, epochs, checkpoint, fingerprint="same", log=None):
+CPU = Precision(torch.device("cpu"))
+
+
+def _train(layout, epochs, checkpoint, fingerprint="same", log=None, precision=CPU, loss=_loss):
     torch.manual_seed(0)
     config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
     model = build_model("classifier", config)
@@ -23,10 +26,10 @@ def _train(layout, epochs, checkpoint, fingerprint="same", log=None):
     start = fit(
         model,
         dataset,
-        _loss,
+        loss,
         optimizer,
         Schedule(epochs, 4, seed=1),
-        torch.device("cpu"),
+        precision,
         checkpoint,
         fingerprint,
         validate=lambda m: {"score": 0.5},
@@ -50,7 +53,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def _train_one_epoch_checkpoint(layout, path):
+def _train_one_epoch_checkpoint(layout, path, precision=CPU):
     """Run the 2-epoch schedule but stop after its first epoch, as a kill would."""
 
     class Stop(Exception):
@@ -59,24 +62,8 @@ def _train_one_epoch_checkpoint(layout, path):
     def stop(epoch, scores):
         raise Stop
 
-    torch.manual_seed(0)
-    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
-    model = build_model("classifier", config)
-    dataset = VOCDataset(layout, layout.ids("train"), train_transform(48, (0.7, 1.3), 0.2))
-    optimizer = build_optimizer("sgd", model.param_groups(0.01, 10, 1e-4))
     with pytest.raises(Stop):
-        fit(
-            model,
-            dataset,
-            _loss,
-            optimizer,
-            Schedule(2, 4, seed=1),
-            torch.device("cpu"),
-            path,
-            "same",
-            validate=lambda m: {"score": 0.5},
-            log=stop,
-        )
+        _train(layout, 2, path, log=stop, precision=precision)
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(tiny_layout, tmp_path, capsys):
@@ -188,7 +175,7 @@ def test_batch_larger_than_dataset_is_a_clear_error(tiny_layout, tmp_path):
             _loss,
             optimizer,
             Schedule(1, 64, 0),
-            torch.device("cpu"),
+            CPU,
             tmp_path / "c.pt",
             "x",
         )
@@ -200,3 +187,96 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == Precision(cpu)  # float32, contiguous: as before
+    assert resolve_precision("off", cpu).name == "off"
+    assert resolve_precision("bf16", cpu) == Precision(cpu, torch.bfloat16, channels_last=False)
+    assert resolve_precision("fp16", cpu).dtype == torch.float16
+    with pytest.raises(ValueError, match="amp 'fp8'"):
+        resolve_precision("fp8", cpu)
+
+
+def _autocast_on_cpu(dtype):
+    """Whether this torch runs a convolution in ``dtype`` under CPU autocast."""
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            return torch.nn.Conv2d(3, 2, 3)(torch.randn(1, 3, 8, 8)).dtype == dtype
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.skipif(
+    not _autocast_on_cpu(torch.bfloat16), reason="this torch has no bf16 autocast on the CPU"
+)
+def test_bf16_training_runs_the_network_in_bf16_and_keeps_float32_weights(tiny_layout, tmp_path):
+    seen = []
+
+    def loss(model, batch):
+        logits = model(batch["image"])
+        seen.append(logits.dtype)
+        return F.multilabel_soft_margin_loss(logits, batch["target"])
+
+    bf16 = resolve_precision("bf16", torch.device("cpu"))
+    model, _ = _train(tiny_layout, 1, tmp_path / "c.pt", precision=bf16, loss=loss)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    reference, _ = _train(tiny_layout, 1, tmp_path / "d.pt")
+    # one epoch in bf16 lands near the float32 run, not on it
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.skipif(
+    not _autocast_on_cpu(torch.float16), reason="this torch has no fp16 autocast on the CPU"
+)
+def test_fp16_training_resumes_with_its_gradient_scaler(tiny_layout, tmp_path):
+    fp16 = resolve_precision("fp16", torch.device("cpu"))
+    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt", precision=fp16)
+    partial = tmp_path / "partial.pt"
+    _train_one_epoch_checkpoint(tiny_layout, partial, precision=fp16)
+    scaler = torch.load(partial, weights_only=True)["scaler"]
+    assert scaler["scale"] > 0  # a live scaler's state, saved to resume with
+    resumed, start = _train(tiny_layout, 2, partial, precision=fp16)
+    assert start == 1
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_channels_last_changes_the_layout_not_the_result(tiny_layout, tmp_path):
+    cpu = torch.device("cpu")
+    model, _ = _train(tiny_layout, 1, tmp_path / "a.pt", precision=Precision(cpu, None, True))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    reference, _ = _train(tiny_layout, 1, tmp_path / "b.pt")
+    for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_params_schema_knows_the_same_amp_modes_and_reads_a_bare_off():
+    from typing import get_args
+
+    import yaml
+
+    from destseg.device import AMP_MODES
+    from stages.params import AMP_MODES as SCHEMA_MODES
+    from stages.params import Amp, RunParams
+
+    assert AMP_MODES == SCHEMA_MODES == get_args(get_args(Amp)[0])
+    run = {"seed": 0, "device": "cpu"}
+    # what `amp: off` in a YAML file, or `dvc exp run -S amp=off`, hands over
+    assert RunParams.model_validate({**run, **yaml.safe_load("amp: off")}).amp == "off"
+    assert RunParams.model_validate({**run, "amp": "bf16"}).amp == "bf16"
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("value", [True, "fp8", 16])
+def test_params_refuse_an_unknown_amp_mode(value):
+    from pydantic import ValidationError
+
+    from stages.params import RunParams
+
+    with pytest.raises(ValidationError, match="must be one of auto, bf16, fp16, off"):
+        RunParams.model_validate({"seed": 0, "device": "cpu", "amp": value})

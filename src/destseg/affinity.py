@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from destseg.data import same_size_batches
 from destseg.device import to_device
 from destseg.models.affinity import AffinityNet
 from destseg.pairs import pair_labels
@@ -24,14 +25,17 @@ def training_pairs(model: AffinityNet, affinity: torch.Tensor, mask: torch.Tenso
 
 
 @torch.no_grad()
-def affinity_scores(model: AffinityNet, dataset: Dataset, device: torch.device) -> dict:
+def affinity_scores(
+    model: AffinityNet, dataset: Dataset, device: torch.device, batch_size: int = 16
+) -> dict:
     """How well predicted affinities separate pairs of the ground-truth masks, at 0.5: the
     share of same-label pairs (background or one class) above it, of different-label pairs
-    below it, and their mean (balanced accuracy)."""
+    below it, and their mean (balanced accuracy). Counted over whole images, ``batch_size`` of
+    one size at a time."""
     was_training = model.training
     model.eval()
     counts = torch.zeros(4, dtype=torch.float64)  # positives right, positives, negatives ...
-    for batch in DataLoader(dataset, batch_size=1):
+    for batch in same_size_batches(dataset, batch_size):
         batch = to_device(batch, device)
         affinity = model(batch["image"])
         pairs = training_pairs(model, affinity, batch["mask"])

@@ -50,7 +50,7 @@ def multiscale_cam(
         x = rescale_image(image, scale)[None]
         if flip:
             x = torch.cat([x, x.flip(-1)])
-        cams = F.relu(model.cam(x)[:, channels])
+        cams = F.relu(model.cam(x)[:, channels].float())  # float32 sums under autocast
         if flip:
             cams = cams[:1] + cams[1:].flip(-1)
         total += upsample_strided(cams, (height, width), stride)[0]

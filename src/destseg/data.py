@@ -6,12 +6,12 @@ neighbour and padded with 255), so one pipeline serves the classifier and the se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -97,3 +97,19 @@ class VOCDataset(Dataset):
             target[[c - 1 for c in self.labels[image_id]]] = 1
             item["target"] = target
         return item
+
+
+def same_size_batches(dataset: Dataset, max_batch: int) -> Iterator[dict]:
+    """The dataset's items in order, runs of consecutive items whose images have the same size
+    collated into batches of at most ``max_batch``. Whole images (VOC's differ in size) are
+    batched without the padding or resizing that would change their scores; on the synthetic
+    data, where every image has one size, this is plain batching."""
+    group: list[dict] = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if group and (len(group) == max_batch or item["image"].shape != group[0]["image"].shape):
+            yield default_collate(group)
+            group = []
+        group.append(item)
+    if group:
+        yield default_collate(group)

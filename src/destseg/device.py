@@ -1,8 +1,11 @@
-"""Choosing the device and moving batches to it."""
+"""Choosing the device and the precision networks run in, and moving batches to the device."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from torch import nn
 
 
 def resolve_device(name: str) -> torch.device:
@@ -17,3 +20,55 @@ def resolve_device(name: str) -> torch.device:
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a batch dict to ``device``; leave the rest (ids) as they are."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How networks run on a device: the autocast dtype (None: float32 throughout) and the
+    memory format. Mixed precision and channels_last use the tensor cores of a GPU; on the CPU
+    they only slow things down or change results, so ``resolve_precision`` leaves them off
+    there unless asked."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def name(self) -> str:
+        """``bf16``, ``fp16`` or ``off``: what a fingerprint or a log line records."""
+        return next(name for name, dtype in AMP_DTYPES.items() if dtype == self.dtype)
+
+    def autocast(self) -> torch.autocast:
+        """The autocast context of this precision (a no-op when off)."""
+        return torch.autocast(
+            self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None
+        )
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """A gradient scaler, live only for fp16 (bf16 has float32's range and needs none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` on the device, in channels_last when asked."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+
+def resolve_precision(amp: str, device: torch.device) -> Precision:
+    """``auto``: bf16 on a CUDA device that supports it, else fp16, with channels_last; float32
+    on the CPU. ``bf16``/``fp16``/``off`` are taken as asked on any device (channels_last
+    still only on CUDA), so the mixed-precision paths can run on a CPU too."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp {amp!r}: choose one of {', '.join(AMP_MODES)}")
+    cuda = device.type == "cuda"
+    if amp == "auto":
+        if not cuda:
+            return Precision(device)
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return Precision(device, AMP_DTYPES[amp], channels_last=cuda)

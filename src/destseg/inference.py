@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from rich.progress import track
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from destseg.data import image_to_tensor
+from destseg.data import image_to_tensor, same_size_batches
 from destseg.device import to_device
 from destseg.metrics import confusion_matrix
 from destseg.voc import VOCLayout, load_image, load_mask, save_mask
@@ -20,15 +20,16 @@ from destseg.voc import VOCLayout, load_image, load_mask, save_mask
 
 @torch.no_grad()
 def classify(
-    model: nn.Module, dataset: Dataset, device: torch.device
+    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 16
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores (N, K) and 0/1 targets (N, K) over a dataset of whole images."""
+    """Sigmoid scores (N, K) and 0/1 targets (N, K) over a dataset of whole images, in the
+    dataset's order (``batch_size`` images of one size at a time)."""
     was_training = model.training
     model.eval()
     scores, targets = [], []
-    for batch in DataLoader(dataset, batch_size=1):
+    for batch in same_size_batches(dataset, batch_size):
         batch = to_device(batch, device)
-        scores.append(torch.sigmoid(model(batch["image"])).cpu())
+        scores.append(torch.sigmoid(model(batch["image"]).float()).cpu())
         targets.append(batch["target"].cpu())
     model.train(was_training)
     return torch.cat(scores).numpy(), torch.cat(targets).numpy()
@@ -47,7 +48,7 @@ def segment(
         x = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
         if flip:
             x = torch.cat([x, x.flip(-1)])
-        probs = model(x).softmax(1)
+        probs = model(x).float().softmax(1)  # float32 under autocast too
         if flip:
             probs = (probs[:1] + probs[1:].flip(-1)) / 2
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)[0]

@@ -36,7 +36,10 @@ def propagate_cams(
         affinity = model(image[None])[0].float()
         classes, cam = load_cam(cam_dir / f"{image_id}.npz")
         cam = torch.from_numpy(cam).to(device)
-        walked = propagate_cam(
-            cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
-        )
+        # float32 whatever the caller's autocast: powers of a transition matrix lose too much
+        # in bf16 or fp16
+        with torch.autocast(device.type, enabled=False):
+            walked = propagate_cam(
+                cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
+            )
         save_cam(out_dir / f"{image_id}.npz", classes, walked.cpu().numpy())

@@ -127,10 +127,11 @@ def label_split(
     labeller: Labeller,
     workers: int,
     description: str,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], np.ndarray]:
     """Label every image of ``ids`` with ``labeller`` into ``out_dir`` (``workers`` processes)
     and score the images of ``scored``: mIoU, foreground precision and recall over the pixels
-    that got a label, and the share of pixels left at 255 over all of ``ids``."""
+    that got a label, and the share of pixels left at 255 over all of ``ids``; with the
+    confusion matrix of the scored images these come from."""
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     ignored = pixels = 0
@@ -149,12 +150,13 @@ def label_split(
         ignored += image_ignored
         pixels += image_pixels
     precision, recall = foreground_precision_recall(confusion)
-    return {
+    scores = {
         "miou": segmentation_scores(confusion)["miou"],
         "fg_precision": precision,
         "fg_recall": recall,
         "ignored_fraction": ignored / pixels,
     }
+    return scores, confusion
 
 
 def image_sweep(

@@ -23,11 +23,11 @@ from torch.optim.lr_scheduler import PolynomialLR
 from torch.utils.data import DataLoader, Dataset
 
 from destseg import torch_io
-from destseg.device import to_device
+from destseg.device import Precision, to_device
 
 OPTIMIZERS = ("sgd", "adamw")
 # What a resume checkpoint holds; a file without all of them is not resumed.
-CHECKPOINT_KEYS = ("fingerprint", "history", "model", "optimizer", "scheduler")
+CHECKPOINT_KEYS = ("fingerprint", "history", "model", "optimizer", "scheduler", "scaler")
 
 
 class CheckpointWarning(UserWarning):
@@ -117,17 +117,21 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict 
     return state
 
 
-def _resume(model, optimizer, scheduler, state: dict, path: Path) -> list[dict[str, float]]:
-    """Load ``state`` into the three; on a mismatch restore them and return no history."""
-    saved = [copy.deepcopy(x.state_dict()) for x in (model, optimizer, scheduler)]
+def _resume(model, optimizer, scheduler, scaler, state: dict, path: Path) -> list[dict[str, float]]:
+    """Load ``state`` into the four; on a mismatch restore them and return no history."""
+    targets = (model, optimizer, scheduler, scaler)
+    saved = [copy.deepcopy(x.state_dict()) for x in targets]
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when saved by a disabled (not fp16) scaler
+            scaler.load_state_dict(state["scaler"])
         history = [dict(scores) for scores in state["history"]]
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
-        for target, backup in zip((model, optimizer, scheduler), saved, strict=True):
-            target.load_state_dict(backup)
+        for target, backup in zip(targets, saved, strict=True):
+            if backup:
+                target.load_state_dict(backup)
         warnings.warn(
             f"{path}: does not fit this model ({type(err).__name__}); ignored, training starts "
             "over",
@@ -149,7 +153,7 @@ def fit(
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
-    device: torch.device,
+    precision: Precision,
     checkpoint: Path,
     fingerprint: str,
     validate: Validate | None = None,
@@ -163,17 +167,23 @@ def fit(
     it was written with the same ``fingerprint`` (a digest of everything that determines the
     result), so a changed parameter never continues a stale run; a resumed run first replays
     the history to ``log``, so the log is whole whatever the interruptions.
+
+    The forward pass and the loss run under ``precision``'s autocast; with fp16 the loss is
+    scaled (``GradScaler``, whose state is checkpointed with the rest) so that small gradients
+    do not underflow.
     """
     check_schedule(len(dataset), schedule)
     steps_per_epoch = len(dataset) // schedule.batch_size  # drop_last
     scheduler = PolynomialLR(
         optimizer, total_iters=schedule.epochs * steps_per_epoch, power=schedule.poly_power
     )
-    model.to(device)  # before loading optimizer state, which follows its parameters' device
+    device = precision.device
+    precision.place(model)  # before loading optimizer state, which follows its parameters
+    scaler = precision.scaler()
     history: list[dict[str, float]] = []
     state = load_checkpoint(checkpoint, fingerprint, device)
     if state is not None:
-        history = _resume(model, optimizer, scheduler, state, checkpoint)
+        history = _resume(model, optimizer, scheduler, scaler, state, checkpoint)
     start = len(history)
     if start >= schedule.epochs:
         print(f"all {schedule.epochs} epochs are in checkpoint {checkpoint}: nothing to train")
@@ -199,21 +209,24 @@ def fit(
         with progress_bar() as progress:
             task = progress.add_task(f"epoch {epoch + 1}/{schedule.epochs}", total=len(loader))
             for batch in loader:
-                loss = loss_fn(model, to_device(batch, device))
+                with precision.autocast():
+                    loss = loss_fn(model, to_device(batch, device))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+                scaler.update()
                 scheduler.step()
                 total += loss.item() * len(batch["id"])
                 count += len(batch["id"])
                 progress.advance(task)
         scores = {"train/loss": total / count, "train/lr": scheduler.get_last_lr()[0]}
         if validate is not None:
-            scores |= {f"val/{name}": value for name, value in validate(model).items()}
+            with precision.autocast():
+                scores |= {f"val/{name}": value for name, value in validate(model).items()}
         history.append(scores)
         torch_io.save(
             {
@@ -222,6 +235,7 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
             },
             checkpoint,
         )
