@@ -7,7 +7,8 @@ the evaluation server (host.robots.ox.ac.uk, an account is needed). The server w
 
 with ``comp6`` for methods trained on data beyond VOC 2012 (ImageNet weights, SBD masks: the
 WSSS papers' setting) and ``comp5`` for VOC 2012 data only. Uses the segmenter of the pipeline
-and the ``evaluate`` params (scales, flip) and ``device`` of params.yaml:
+and the ``evaluate`` params (scales, flip), ``device`` and ``amp`` of params.yaml, as the
+evaluate stage does:
 
     python scripts/export_voc_test.py --images VOC2012_test/VOCdevkit/VOC2012/JPEGImages \\
         --list VOC2012_test/VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt
@@ -28,7 +29,7 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.device import resolve_device
+from destseg.device import resolve_device, resolve_precision
 from destseg.files import atomic_path
 from destseg.ids import read_id_list
 from destseg.inference import export_predictions
@@ -83,11 +84,14 @@ def main(
 ) -> None:
     """Write the predictions in the server's layout, then the archive to upload."""
     p = read_params(params, "evaluate", EvaluateParams)
-    device = resolve_device(read_run(params).device)
+    run = read_run(params)
+    device = resolve_device(run.device)
     paths = image_files(images, id_list)
     model, _ = load_model(model_path, "segmenter", device)
+    amp = resolve_precision(run.amp, device)
+    amp.place(model)
     results = out / "results"
-    with atomic_path(results, directory=True) as tmp:
+    with atomic_path(results, directory=True) as tmp, amp.autocast():
         folder = tmp / "VOC2012" / "Segmentation" / f"{competition}_test_cls"
         export_predictions(model, paths, p.scales, p.flip, device, folder)
     with atomic_path(out / "results.tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:

@@ -2,9 +2,9 @@
 
 Reads only what the earlier stages wrote (CAMs, confident regions, propagated CAMs,
 pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; of the params
-it reads only ``gallery``, ``splits.score_cams`` and ``device``, so changing the sample reruns
-only this stage. The images come from ``splits.score_cams``: train images with masks, the only
-ones that have CAMs and pseudo-masks.
+it reads only ``gallery``, ``splits.score_cams``, ``device`` and ``amp``, so changing the sample
+reruns only this stage. The images come from ``splits.score_cams``: train images with masks,
+the only ones that have CAMs and pseudo-masks.
 """
 
 from __future__ import annotations

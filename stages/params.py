@@ -53,7 +53,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 def _amp(value: object) -> str:
-    if value is False:  # YAML 1.1 (PyYAML, and DVC's -S) reads a bare `off` as false
+    if value is False:  # PyYAML (YAML 1.1), which reads params.yaml, takes a bare `off` as false
         return "off"
     if value not in AMP_MODES:
         raise ValueError(f"must be one of {', '.join(AMP_MODES)}, got {value!r}")

@@ -56,7 +56,9 @@ def train_and_save(
     )
     schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
     check_schedule(len(train_set), schedule)
-    digest = fingerprint(p.model_dump(), config, run.seed, precision.name, files=inputs)
+    # precision joins the digest only when mixed: float32 checkpoints of before amp stay valid
+    mixed = [] if precision.dtype is None else [precision.name]
+    digest = fingerprint(p.model_dump(), config, run.seed, *mixed, files=inputs)
     # Opening the logger resets the metrics in live_dir: only once every check has passed.
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 

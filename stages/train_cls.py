@@ -32,7 +32,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def multilabel_loss(model, batch):
-    return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
+    # float32 logits: autocast leaves this loss's logsigmoid in bf16/fp16 otherwise
+    return F.multilabel_soft_margin_loss(model(batch["image"]).float(), batch["target"])
 
 
 @app.command()

@@ -28,7 +28,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def segmentation_loss(model, batch):
-    return F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=IGNORE_INDEX)
+    logits = model(batch["image"]).float()  # the loss in float32 under autocast too
+    return F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX)
 
 
 @app.command()

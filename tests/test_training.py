@@ -199,6 +199,25 @@ def test_precision_resolution():
         resolve_precision("fp8", cpu)
 
 
+def test_precision_on_cuda_without_touching_a_gpu(monkeypatch):
+    cuda = torch.device("cuda")  # only named: nothing here runs on it
+    assert resolve_precision("off", cuda) == Precision(cuda)  # float32, contiguous: as before
+    assert resolve_precision("bf16", cuda) == Precision(cuda, torch.bfloat16, channels_last=True)
+    for capability, dtype in [((7, 0), torch.float16), ((8, 0), torch.bfloat16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert resolve_precision("auto", cuda) == Precision(cuda, dtype, channels_last=True)
+
+
+def test_a_checkpoint_from_before_mixed_precision_resumes(tiny_layout, tmp_path):
+    partial = tmp_path / "partial.pt"
+    _train_one_epoch_checkpoint(tiny_layout, partial)
+    state = torch.load(partial, weights_only=True)
+    del state["scaler"]  # what checkpoints held before amp existed
+    torch.save(state, partial)
+    _, start = _train(tiny_layout, 2, partial)
+    assert start == 1
+
+
 def _autocast_on_cpu(dtype):
     """Whether this torch runs a convolution in ``dtype`` under CPU autocast."""
     try:

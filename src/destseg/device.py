@@ -61,14 +61,17 @@ class Precision:
 
 
 def resolve_precision(amp: str, device: torch.device) -> Precision:
-    """``auto``: bf16 on a CUDA device that supports it, else fp16, with channels_last; float32
-    on the CPU. ``bf16``/``fp16``/``off`` are taken as asked on any device (channels_last
-    still only on CUDA), so the mixed-precision paths can run on a CPU too."""
+    """``auto``: bf16 on a CUDA device with native bf16 (compute capability 8.0, Ampere, or
+    later), else fp16; float32 on the CPU. ``bf16``/``fp16``/``off`` are taken as asked on any
+    device, so the mixed-precision paths can run on a CPU too. channels_last comes with mixed
+    precision on CUDA only: ``off`` runs exactly as the code did before it had ``amp``."""
     if amp not in AMP_MODES:
         raise ValueError(f"amp {amp!r}: choose one of {', '.join(AMP_MODES)}")
     cuda = device.type == "cuda"
     if amp == "auto":
         if not cuda:
             return Precision(device)
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Precision(device, AMP_DTYPES[amp], channels_last=cuda)
+        # not torch.cuda.is_bf16_supported(): it also says yes where bf16 is only emulated
+        amp = "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
+    dtype = AMP_DTYPES[amp]
+    return Precision(device, dtype, channels_last=cuda and dtype is not None)

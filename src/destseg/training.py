@@ -26,8 +26,9 @@ from destseg import torch_io
 from destseg.device import Precision, to_device
 
 OPTIMIZERS = ("sgd", "adamw")
-# What a resume checkpoint holds; a file without all of them is not resumed.
-CHECKPOINT_KEYS = ("fingerprint", "history", "model", "optimizer", "scheduler", "scaler")
+# What a resume checkpoint holds; a file without all of them is not resumed. (It also holds the
+# gradient scaler's state, absent from checkpoints written before mixed precision existed.)
+CHECKPOINT_KEYS = ("fingerprint", "history", "model", "optimizer", "scheduler")
 
 
 class CheckpointWarning(UserWarning):
@@ -125,7 +126,7 @@ def _resume(model, optimizer, scheduler, scaler, state: dict, path: Path) -> lis
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when saved by a disabled (not fp16) scaler
+        if state.get("scaler"):  # empty when saved by a disabled (not fp16) scaler
             scaler.load_state_dict(state["scaler"])
         history = [dict(scores) for scores in state["history"]]
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
@@ -214,6 +215,7 @@ def fit(
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate"
+                        + ("" if precision.dtype is None else f" or set amp off ({precision.name})")
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

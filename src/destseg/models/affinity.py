@@ -53,8 +53,9 @@ class AffinityNet(nn.Module):
         return F.elu(self.mix(torch.cat(taps, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Affinities (N, P, h, w) in (0, 1] of the pairs of :func:`neighbour_offsets`."""
-        return pair_affinity(self.features(x), self.radius)
+        """Affinities (N, P, h, w) in (0, 1] of the pairs of :func:`neighbour_offsets`, computed
+        in float32 under autocast too: the walk raises them to the power beta."""
+        return pair_affinity(self.features(x).float(), self.radius)
 
     def backbone_parts(self) -> list[nn.Module]:
         """The encoder's stem and four stages, input first (for freezing)."""

@@ -1,0 +1,168 @@
+"""Benchmark: how close the pipeline's engines come to the work they wrap (issue 13).
+
+Three ratios, each from one run of the current params on a reproduced pipeline (``data/``):
+
+* training: images per second of train_cls's real loop (DataLoader, augmentation, loss,
+  backward, step) over those of the same steps on one batch already in memory (>= 0.85 means
+  the loader is never the bottleneck);
+* make_cam: the time of ``generate_cams`` (image loading, scales, flips, upsampling, files,
+  scoring) over that of the network's forward passes alone on the same inputs (<= 1.3);
+* refine: the time of the refine labelling (CAM files, probabilities, CRF, PNGs, scoring, worker
+  processes) over pydensecrf's own time for the same images, run one by one in this process,
+  divided by the workers (<= 1.25).
+
+    python benchmarks/pipeline_efficiency.py [--images 40] [--steps 12]
+
+Run it alone: another torch process on the same cores distorts every number.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import torch.nn.functional as F
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from destseg.cam import generate_cams  # noqa: E402
+from destseg.cam_store import load_cam  # noqa: E402
+from destseg.crf import DenseCRF  # noqa: E402
+from destseg.data import VOCDataset, image_to_tensor, train_transform  # noqa: E402
+from destseg.models.checkpoint import build_model, load_model  # noqa: E402
+from destseg.pseudo_mask import cam_probabilities, label_split  # noqa: E402
+from destseg.strided import rescale_image  # noqa: E402
+from destseg.training import build_optimizer  # noqa: E402
+from destseg.voc import VOCLayout, load_image  # noqa: E402
+from stages.params import CamParams, ClsParams, RefineParams  # noqa: E402
+from stages.refine import labeller  # noqa: E402
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_ratio(config: dict, layout: VOCLayout, steps: int) -> tuple[float, float, float]:
+    """(real images/s, in-memory images/s, ratio) over ``steps`` steps after one warm-up."""
+    p = ClsParams.model_validate(config["cls"])
+    model_config = {
+        "backbone": p.backbone,
+        "num_classes": len(layout.classes) - 1,
+        "output_stride": p.output_stride,
+        **p.variant(),
+    }
+    model = build_model("classifier", model_config, pretrained=False).train()
+    optimizer = build_optimizer(
+        p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
+    )
+    dataset = VOCDataset(
+        layout, layout.ids(config["splits"]["train"]),
+        train_transform(p.crop_size, p.scale_range, p.color_jitter),
+    )  # fmt: skip
+
+    def step(batch: dict) -> None:
+        loss = F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=p.batch_size, shuffle=True, drop_last=True, num_workers=p.workers
+    )
+    batches = iter(loader)
+    held = next(batches)
+    step(held)  # warm-up
+
+    def real() -> None:
+        for _ in range(steps):
+            step(next(batches))
+
+    def in_memory() -> None:
+        for _ in range(steps):
+            step(held)
+
+    real_rate = steps * p.batch_size / _timed(real)
+    memory_rate = steps * p.batch_size / _timed(in_memory)
+    return real_rate, memory_rate, real_rate / memory_rate
+
+
+def make_cam_ratio(config: dict, layout: VOCLayout, ids: list[str], model_path: Path):
+    """(make_cam seconds, forward seconds, ratio) on ``ids``."""
+    p = CamParams.model_validate(config["cam"])
+    model, _ = load_model(model_path, "classifier", torch.device("cpu"))
+    cpu = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as out:
+        full = _timed(
+            lambda: generate_cams(model, layout, ids, {}, p.scales, p.flip, cpu, Path(out))
+        )
+    inputs = []
+    for image_id in ids:
+        image = image_to_tensor(load_image(layout.image_path(image_id)))
+        for scale in p.scales:
+            x = rescale_image(image, scale)[None]
+            inputs.append(torch.cat([x, x.flip(-1)]) if p.flip else x)
+
+    @torch.no_grad()
+    def forwards() -> None:
+        for x in inputs:
+            model.cam(x)
+
+    forward = _timed(forwards)
+    return full, forward, full / forward
+
+
+def refine_ratio(config: dict, layout: VOCLayout, ids: list[str], data: Path, threshold: float):
+    """(refine seconds, pydensecrf seconds / workers, ratio) on ``ids``."""
+    p = RefineParams.model_validate(config["refine"])
+    if p.method == "affinity":
+        raise typer.BadParameter("refine.method affinity runs no CRF: nothing to compare")
+    source = data / ("propagated_cam" if p.method == "affinity+crf" else "cam")
+    label = partial(labeller(p), bg_threshold=threshold)
+    with tempfile.TemporaryDirectory() as out:
+        full = _timed(
+            lambda: label_split(
+                layout, ids, set(ids), source, Path(out), label, p.workers, "refine"
+            )
+        )
+    crf = DenseCRF(**p.crf.model_dump())  # the CRF the refine labeller runs
+    crf_seconds = 0.0
+    for image_id in ids:
+        _, cam = load_cam(source / f"{image_id}.npz")
+        image = load_image(layout.image_path(image_id))
+        probs = cam_probabilities(cam, threshold)
+        crf_seconds += _timed(lambda image=image, probs=probs: crf(image, probs))
+    own = crf_seconds / max(1, min(p.workers, len(ids)))
+    return full, own, full / own
+
+
+def main(
+    params: Annotated[Path, typer.Option(help="The run's params file.")] = Path("params.yaml"),
+    data: Annotated[Path, typer.Option(help="The run's data folder.")] = Path("data"),
+    images: Annotated[int, typer.Option(help="Images for make_cam and refine.")] = 40,
+    steps: Annotated[int, typer.Option(help="Training steps timed.")] = 12,
+) -> None:
+    config = yaml.safe_load(params.read_text())
+    layout = VOCLayout(data / "dataset")
+    ids = layout.ids(config["splits"]["train"])[:images]
+    threshold = yaml.safe_load((data / "metrics" / "refine.json").read_text())["bg_threshold"]
+    print(f"{torch.get_num_threads()} torch threads, refine.workers {config['refine']['workers']}")
+    real, memory, ratio = training_ratio(config, layout, steps)
+    print(f"train_cls: {real:.1f} images/s real, {memory:.1f} in memory: ratio {ratio:.3f}")
+    full, forward, ratio = make_cam_ratio(config, layout, ids, data / "train_cls" / "model.pt")
+    print(f"make_cam: {full:.2f} s, forwards {forward:.2f} s: ratio {ratio:.3f}")
+    full, own, ratio = refine_ratio(config, layout, ids, data, threshold)
+    print(f"refine: {full:.2f} s, pydensecrf / workers {own:.2f} s: ratio {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
