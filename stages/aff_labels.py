@@ -14,6 +14,7 @@ from destseg.files import atomic_path, write_json
 from destseg.pseudo_mask import confident_labels, label_split
 from destseg.voc import VOCLayout
 from stages.common import (
+    CamsOption,
     DatasetOption,
     MetricsOption,
     ParamsOption,
@@ -33,7 +34,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
+    cams: CamsOption = Path("data/cam"),
     out: Annotated[Path, typer.Option(help="Folder of affinity label PNGs to write.")] = Path(
         "data/aff_labels"
     ),

@@ -30,6 +30,12 @@ DatasetOption = Annotated[Path, typer.Option(help="Dataset folder (VOC layout)."
 MetricsOption = Annotated[Path, typer.Option(help="Metrics JSON to write.")]
 CheckpointOption = Annotated[Path, typer.Option(help="Resumable checkpoint (scratch).")]
 LiveDirOption = Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")]
+# The folders and files one stage writes and later ones read, named alike in every stage.
+CamsOption = Annotated[Path, typer.Option(help="Folder of CAM files.")]
+AffLabelsOption = Annotated[Path, typer.Option(help="Folder of affinity label PNGs.")]
+PropagatedOption = Annotated[Path, typer.Option(help="Folder of propagated CAM files.")]
+PseudoMasksOption = Annotated[Path, typer.Option(help="Folder of pseudo-masks.")]
+SegmenterOption = Annotated[Path, typer.Option("--model", help="Segmenter model file.")]
 
 # train_aff writes its model under this name in its folder; an empty folder means no affinity.
 AFFINITY_MODEL_FILE = "model.pt"

@@ -18,6 +18,7 @@ from stages.common import (
     DatasetOption,
     MetricsOption,
     ParamsOption,
+    SegmenterOption,
     check_classes,
     read_params,
     read_run,
@@ -35,9 +36,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
-        "data/train_seg/model.pt"
-    ),
+    model_path: SegmenterOption = Path("data/train_seg/model.pt"),
     predictions: Annotated[Path, typer.Option(help="Folder of predicted masks.")] = Path(
         "data/evaluate/prediction"
     ),

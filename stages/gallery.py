@@ -23,8 +23,13 @@ from destseg.inference import predict
 from destseg.models.checkpoint import load_model
 from destseg.voc import VOCLayout, load_image, load_mask
 from stages.common import (
+    AffLabelsOption,
+    CamsOption,
     DatasetOption,
     ParamsOption,
+    PropagatedOption,
+    PseudoMasksOption,
+    SegmenterOption,
     StageError,
     check_classes,
     read_params,
@@ -71,19 +76,11 @@ def _cam_panels(title: str, image: np.ndarray, path: Path, classes: list[str]) -
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
-    aff_labels: Annotated[Path, typer.Option(help="Folder of confident-region PNGs.")] = Path(
-        "data/aff_labels"
-    ),
-    propagated: Annotated[Path, typer.Option(help="Folder of propagated CAM files.")] = Path(
-        "data/propagated_cam"
-    ),
-    pseudo_masks: Annotated[Path, typer.Option(help="Folder of pseudo-masks.")] = Path(
-        "data/pseudo_mask"
-    ),
-    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
-        "data/train_seg/model.pt"
-    ),
+    cams: CamsOption = Path("data/cam"),
+    aff_labels: AffLabelsOption = Path("data/aff_labels"),
+    propagated: PropagatedOption = Path("data/propagated_cam"),
+    pseudo_masks: PseudoMasksOption = Path("data/pseudo_mask"),
+    model_path: SegmenterOption = Path("data/train_seg/model.pt"),
     out: Annotated[Path, typer.Option(help="Folder of gallery PNGs to write.")] = Path(
         "data/gallery"
     ),

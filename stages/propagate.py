@@ -17,6 +17,7 @@ from destseg.propagation import propagate_cams
 from destseg.voc import VOCLayout
 from stages.common import (
     AFFINITY_MODEL_FILE,
+    CamsOption,
     DatasetOption,
     ParamsOption,
     read_params,
@@ -35,7 +36,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
+    cams: CamsOption = Path("data/cam"),
     model_dir: Annotated[Path, typer.Option("--model-dir", help="train_aff's folder.")] = Path(
         "data/train_aff"
     ),

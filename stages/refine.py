@@ -31,9 +31,11 @@ from destseg.pseudo_mask import (
 from destseg.tuning import best_threshold, candidates
 from destseg.voc import VOCLayout
 from stages.common import (
+    CamsOption,
     DatasetOption,
     MetricsOption,
     ParamsOption,
+    PropagatedOption,
     StageError,
     cam_ids,
     read_params,
@@ -68,10 +70,8 @@ def threshold_param(p: RefineParams) -> tuple[str, float | str]:
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    cams: Annotated[Path, typer.Option(help="Folder of CAM files.")] = Path("data/cam"),
-    propagated: Annotated[Path, typer.Option(help="Folder of propagated CAM files.")] = Path(
-        "data/propagated_cam"
-    ),
+    cams: CamsOption = Path("data/cam"),
+    propagated: PropagatedOption = Path("data/propagated_cam"),
     out: Annotated[Path, typer.Option(help="Folder of pseudo-masks to write.")] = Path(
         "data/pseudo_mask"
     ),

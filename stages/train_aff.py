@@ -19,6 +19,7 @@ from destseg.pairs import affinity_loss
 from destseg.voc import VOCLayout
 from stages.common import (
     AFFINITY_MODEL_FILE,
+    AffLabelsOption,
     CheckpointOption,
     DatasetOption,
     LiveDirOption,
@@ -45,9 +46,7 @@ def pair_loss(model, batch):
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    aff_labels: Annotated[Path, typer.Option(help="Folder of affinity label PNGs.")] = Path(
-        "data/aff_labels"
-    ),
+    aff_labels: AffLabelsOption = Path("data/aff_labels"),
     out: Annotated[Path, typer.Option(help="Folder to write model.pt into.")] = Path(
         "data/train_aff"
     ),

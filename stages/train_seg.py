@@ -15,6 +15,7 @@ from stages.common import (
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    PseudoMasksOption,
     read_params,
     read_run,
     read_splits,
@@ -37,9 +38,7 @@ def segmentation_loss(model, batch):
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    pseudo_masks: Annotated[Path, typer.Option(help="Folder of pseudo-masks.")] = Path(
-        "data/pseudo_mask"
-    ),
+    pseudo_masks: PseudoMasksOption = Path("data/pseudo_mask"),
     out: Annotated[Path, typer.Option(help="Model file to write.")] = Path(
         "data/train_seg/model.pt"
     ),
