@@ -7,9 +7,11 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from destseg.crf import DenseCRF
+from destseg.distributed import process_group, shared_directory
 from destseg.files import atomic_path, write_json
 from destseg.pseudo_mask import confident_labels, label_split
 from destseg.voc import VOCLayout
@@ -19,10 +21,12 @@ from stages.common import (
     MetricsOption,
     ParamsOption,
     cam_ids,
+    read_dist,
     read_params,
     read_splits,
     reported,
     require,
+    run_in_workers,
 )
 from stages.params import AFFINITY_METHODS, AffLabelsParams, RefineMethodParams
 
@@ -48,21 +52,26 @@ def main(
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
     ids, scored = cam_ids(layout, splits)
-    with atomic_path(out, directory=True) as tmp:
-        if method not in AFFINITY_METHODS:
-            scores = {}
-            print(f"aff_labels: refine.method is {method}: no affinity labels needed")
-        else:
-            crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
-            labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
-            scores, _ = label_split(
-                layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels"
-            )
-            print(
-                f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
-                f"mIoU {scores['miou']:.4f} on them"
-            )
-    write_json(metrics, scores)
+    if method not in AFFINITY_METHODS:
+        print(f"aff_labels: refine.method is {method}: no affinity labels needed")
+        with atomic_path(out, directory=True):
+            pass
+        write_json(metrics, {})
+        return
+    if run_in_workers(read_dist(params).nproc, __spec__.name):
+        return
+    crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
+    labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
+    with process_group(torch.device("cpu")) as world, shared_directory(out, world) as tmp:
+        scores, _ = label_split(
+            layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels", world
+        )
+    if world.main:
+        write_json(metrics, scores)
+        print(
+            f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
+            f"mIoU {scores['miou']:.4f} on them"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import typer
 
 from destseg.confusion_figure import save_confusion_figure
 from destseg.device import resolve_device, resolve_precision
+from destseg.distributed import process_group, shared_directory
 from destseg.files import atomic_path, write_json
 from destseg.inference import evaluate_segmenter
 from destseg.metrics import all_background, per_class_table, segmentation_scores
@@ -20,11 +21,13 @@ from stages.common import (
     ParamsOption,
     SegmenterOption,
     check_classes,
+    read_dist,
     read_params,
     read_run,
     read_splits,
     reported,
     require,
+    run_in_workers,
 )
 from stages.params import EvaluateParams
 
@@ -54,13 +57,20 @@ def main(
     splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     device = resolve_device(run.device)
-    model, config = load_model(model_path, "segmenter", device)
-    amp = resolve_precision(run.amp, device)
-    amp.place(model)
-    check_classes(config, len(layout.classes), model_path, layout)
-    ids = layout.ids(splits.val)
-    with atomic_path(predictions, directory=True) as tmp, amp.autocast():
-        confusion = evaluate_segmenter(model, layout, ids, p.scales, p.flip, device, tmp)
+    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+        return
+    with process_group(device) as world:
+        device = world.local_device(device)
+        model, config = load_model(model_path, "segmenter", device)
+        amp = resolve_precision(run.amp, device)
+        amp.place(model)
+        check_classes(config, len(layout.classes), model_path, layout)
+        ids = world.shard(layout.ids(splits.val))
+        with shared_directory(predictions, world) as tmp, amp.autocast():
+            confusion = evaluate_segmenter(model, layout, ids, p.scales, p.flip, device, tmp)
+        confusion = world.sum(confusion)  # the processes' confusions merge, not predictions
+        if not world.main:
+            return
     scores = segmentation_scores(confusion)
     scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
     write_json(metrics, scores)

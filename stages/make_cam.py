@@ -9,6 +9,7 @@ import typer
 
 from destseg.cam import ThresholdSweep, generate_cams
 from destseg.device import resolve_device, resolve_precision
+from destseg.distributed import process_group, shared_directory
 from destseg.files import atomic_path, write_json
 from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
 from destseg.models.checkpoint import load_model
@@ -21,11 +22,13 @@ from stages.common import (
     cam_ids,
     check_classes,
     check_mdc_scales,
+    read_dist,
     read_params,
     read_run,
     read_splits,
     reported,
     require,
+    run_in_workers,
     tune_ids,
 )
 from stages.params import CamParams
@@ -56,17 +59,25 @@ def main(
     ids, scored = cam_ids(layout, splits)
     tune = tune_ids(layout, splits, "cam.threshold" if p.threshold == "auto" else None)
     device = resolve_device(run.device)
-    model, config = load_model(model_path, "classifier", device)
-    amp = resolve_precision(run.amp, device)
-    amp.place(model)
-    num_classes = len(layout.classes)
-    check_classes(config, num_classes - 1, model_path, layout)
-    check_mdc_scales(config, p.scales, layout, ids)
-    fixed = None if p.threshold == "auto" else p.threshold
-    report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
-    sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
-    with atomic_path(out, directory=True) as tmp, amp.autocast():
-        generate_cams(model, layout, ids, sweeps, p.scales, p.flip, device, tmp)
+    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+        return
+    with process_group(device) as world:
+        device = world.local_device(device)
+        model, config = load_model(model_path, "classifier", device)
+        amp = resolve_precision(run.amp, device)
+        amp.place(model)
+        num_classes = len(layout.classes)
+        check_classes(config, num_classes - 1, model_path, layout)
+        check_mdc_scales(config, p.scales, layout, ids)
+        fixed = None if p.threshold == "auto" else p.threshold
+        report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
+        sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
+        with shared_directory(out, world) as tmp, amp.autocast():
+            generate_cams(model, layout, world.shard(ids), sweeps, p.scales, p.flip, device, tmp)
+        for sweep in (report, tuning):  # each process scored its shard
+            sweep.confusions = world.sum(sweep.confusions)
+        if not world.main:
+            return
     table, tune_table = report.table(), tuning.table()
     threshold = best_threshold(tune_table) if fixed is None else fixed
     confusion = report.confusions[report.thresholds.index(threshold)]

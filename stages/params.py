@@ -155,6 +155,9 @@ class TrainParams(Section):
     momentum: Annotated[float, Field(ge=0, lt=1)]
     poly_power: Annotated[float, Field(ge=0)]
     workers: Annotated[int, Field(ge=0)]
+    # micro-batches per step: each process runs batch_size / (dist.nproc * accumulate) images
+    # at a time and adds up their gradients before the step
+    accumulate: Annotated[int, Field(ge=1)]
     freeze_bn: StrictBool
     freeze_through: Literal["none", "stem", "layer1", "layer2", "layer3", "layer4"]
 
@@ -173,6 +176,15 @@ class TrainParams(Section):
             raise ValueError(
                 f"torchvision has no ImageNet weights for {self.backbone}: set pretrained: false "
                 f"or choose resnet18 or larger"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TrainParams:
+        if self.batch_size % self.accumulate:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) does not split into accumulate "
+                f"({self.accumulate}) micro-batches of equal size"
             )
         return self
 
@@ -339,6 +351,12 @@ class GalleryParams(Section):
     size: Annotated[int, Field(ge=32, le=1024)]
 
 
+class DistParams(Section):
+    """How many processes run each training and inference stage (torchrun on this machine)."""
+
+    nproc: Annotated[int, Field(ge=1, le=1024)]
+
+
 class RunParams(Section):
     """The top-level keys: the training seed, the device and the precision networks run in."""
 
@@ -351,6 +369,7 @@ class RunParams(Section):
 # keeps this equal to the file's sections, so no section goes unvalidated.
 SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataParams,
+    "dist": DistParams,
     "splits": SplitParams,
     "cls": ClsParams,
     "cam": CamParams,

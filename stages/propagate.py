@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from destseg.device import resolve_device, resolve_precision
+from destseg.distributed import process_group, shared_directory
 from destseg.files import atomic_path
 from destseg.models.checkpoint import load_model
 from destseg.propagation import propagate_cams
@@ -20,11 +21,13 @@ from stages.common import (
     CamsOption,
     DatasetOption,
     ParamsOption,
+    read_dist,
     read_params,
     read_run,
     read_splits,
     reported,
     require,
+    run_in_workers,
 )
 from stages.params import PropagateParams
 
@@ -52,16 +55,22 @@ def main(
     require(model_dir, "affinity model folder (run the train_aff stage)")
     require(cams, "CAM folder (run the make_cam stage)")
     model_path = model_dir / AFFINITY_MODEL_FILE
-    with atomic_path(out, directory=True) as tmp:
-        if not model_path.is_file():
-            print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
-            return
-        device = resolve_device(run.device)
+    if not model_path.is_file():
+        print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
+        with atomic_path(out, directory=True):
+            pass
+        return
+    device = resolve_device(run.device)
+    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+        return
+    with process_group(device) as world:
+        device = world.local_device(device)
         model, _ = load_model(model_path, "affinity", device)
         amp = resolve_precision(run.amp, device)
         amp.place(model)
-        ids = layout.ids(splits.train)
-        with amp.autocast():  # the network only: the walk itself runs in float32
+        ids = world.shard(layout.ids(splits.train))
+        # autocast for the network only: the walk itself runs in float32
+        with shared_directory(out, world) as tmp, amp.autocast():
             propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, p.normalize, device)
 
 

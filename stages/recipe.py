@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from dvclive import Live
 
 from destseg.data import VOCDataset
 from destseg.device import resolve_device, resolve_precision
+from destseg.distributed import process_group
 from destseg.models.checkpoint import build_model, save_model
 from destseg.models.freezing import freeze_backbone
 from destseg.training import (
@@ -19,8 +21,8 @@ from destseg.training import (
     fit,
     seed_everything,
 )
-from stages.common import fingerprint
-from stages.params import RunParams, TrainParams
+from stages.common import fingerprint, run_in_workers
+from stages.params import DistParams, RunParams, TrainParams
 
 
 def train_and_save(
@@ -28,6 +30,8 @@ def train_and_save(
     config: dict,
     p: TrainParams,
     run: RunParams,
+    dist: DistParams,
+    module: str,
     train_set: VOCDataset,
     loss_fn: LossFn,
     inputs: list[Path],
@@ -39,48 +43,61 @@ def train_and_save(
     """The training recipe shared by train_cls, train_aff and train_seg.
 
     Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
-    (valid only for the same params, seed and ``inputs`` files), logs every epoch with DVCLive
-    (``train/loss``, ``train/lr`` and what ``validate`` returns, under ``val/``, each also as a
-    curve under ``plots/metrics``) and writes the model file with its config. The checkpoint is
-    scratch, not a DVC output: a clone or a ``dvc exp run --temp`` copy without it must not look
-    out of date; it is deleted once the model file is written. Everything that can refuse the
-    run is checked before the DVCLive logger opens, so a refused run leaves the metrics of the
-    last good one in place.
+    (valid only for the same params, seed, number of processes and ``inputs`` files), logs
+    every epoch with DVCLive (``train/loss``, ``train/lr`` and what ``validate`` returns, under
+    ``val/``, each also as a curve under ``plots/metrics``) and writes the model file with its
+    config. The checkpoint is scratch, not a DVC output: a clone or a ``dvc exp run --temp``
+    copy without it must not look out of date; it is deleted once the model file is written.
+    Everything that can refuse the run is checked before the DVCLive logger opens, so a
+    refused run leaves the metrics of the last good one in place.
+
+    With ``dist.nproc`` > 1 the stage ``module`` runs again in that many processes under
+    torchrun (DistributedDataParallel); only the first logs and writes.
     """
-    precision = resolve_precision(run.amp, resolve_device(run.device))
-    seed_everything(run.seed)
-    model = build_model(kind, config, pretrained=p.pretrained)
-    freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
-    optimizer = build_optimizer(
-        p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
-    )
-    schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers)
-    check_schedule(len(train_set), schedule)
-    # precision joins the digest only when mixed: float32 checkpoints of before amp stay valid
-    mixed = [] if precision.dtype is None else [precision.name]
-    digest = fingerprint(p.model_dump(), config, run.seed, *mixed, files=inputs)
-    # Opening the logger resets the metrics in live_dir: only once every check has passed.
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-
-        def log_epoch(epoch: int, scores: dict[str, float]) -> None:
-            live.step = epoch
-            for name, value in scores.items():
-                live.log_metric(name, value)
-            live.next_step()
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-            print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
-
-        fit(
-            model,
-            train_set,
-            loss_fn,
-            optimizer,
-            schedule,
-            precision,
-            checkpoint,
-            digest,
-            validate=validate,
-            log=log_epoch,
+    device = resolve_device(run.device)
+    schedule = Schedule(p.epochs, p.batch_size, run.seed, p.poly_power, p.workers, p.accumulate)
+    check_schedule(len(train_set), schedule, dist.nproc)
+    if run_in_workers(dist.nproc, module, device):
+        return
+    with process_group(device) as world:
+        precision = resolve_precision(run.amp, world.local_device(device))
+        seed_everything(run.seed)
+        model = build_model(kind, config, pretrained=p.pretrained)
+        freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
+        optimizer = build_optimizer(
+            p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
         )
-    save_model(out, kind, config, model)
-    checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run
+        # precision joins the digest only when mixed, the number of processes only when > 1:
+        # float32 single-process checkpoints of before amp and dist stay valid
+        mixed = [] if precision.dtype is None else [precision.name]
+        processes = [] if world.size == 1 else [f"{world.size} processes"]
+        digest = fingerprint(p.model_dump(), config, run.seed, *mixed, *processes, files=inputs)
+        # Opening the logger resets the metrics in live_dir: only once every check has passed,
+        # and only in the process that writes.
+        logger = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) if world.main else None
+        with logger or nullcontext():
+
+            def log_epoch(epoch: int, scores: dict[str, float]) -> None:
+                logger.step = epoch
+                for name, value in scores.items():
+                    logger.log_metric(name, value)
+                logger.next_step()
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
+
+            fit(
+                model,
+                train_set,
+                loss_fn,
+                optimizer,
+                schedule,
+                precision,
+                checkpoint,
+                digest,
+                validate=validate,
+                log=log_epoch,
+                world=world,
+            )
+        if world.main:
+            save_model(out, kind, config, model)
+            checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run

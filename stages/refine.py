@@ -16,11 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from destseg.confusion_figure import save_confusion_figure
 from destseg.crf import DenseCRF
-from destseg.files import atomic_path, write_json
+from destseg.distributed import process_group, shared_directory
+from destseg.files import write_json
 from destseg.pseudo_mask import (
     ThresholdLabeller,
     crf_pseudo_mask,
@@ -38,10 +40,12 @@ from stages.common import (
     PropagatedOption,
     StageError,
     cam_ids,
+    read_dist,
     read_params,
     read_splits,
     reported,
     require,
+    run_in_workers,
     tune_ids,
 )
 from stages.params import AFFINITY_METHODS, RefineParams
@@ -100,21 +104,29 @@ def main(
     name, value = threshold_param(p)
     fixed = None if value == "auto" else value
     tune = tune_ids(layout, splits, name if fixed is None else None)
+    if run_in_workers(read_dist(params).nproc, __spec__.name):
+        return
     label = labeller(p)
     tuned = {}
-    if tune:
-        # auto runs every candidate on the tuning images; a number is only scored there
-        grid = candidates() if fixed is None else [fixed]
-        table = threshold_sweep(layout, tune, source, label, grid, p.workers, "refine: tuning")
-        threshold = best_threshold(table) if fixed is None else fixed
-        tuned = {"tune_miou": float(table.loc[table["threshold"] == threshold, "miou"].iloc[0])}
-    else:
-        threshold = fixed
-    with atomic_path(out, directory=True) as tmp:
-        scores, counts = label_split(
-            layout, ids, scored, source, tmp, partial(label, bg_threshold=threshold), p.workers,
-            "refine",
-        )  # fmt: skip
+    # the CRF runs on the CPU: gloo between the processes, each with its p.workers
+    with process_group(torch.device("cpu")) as world:
+        if tune:
+            # auto runs every candidate on the tuning images; a number is only scored there
+            grid = candidates() if fixed is None else [fixed]
+            table = threshold_sweep(
+                layout, tune, source, label, grid, p.workers, "refine: tuning", world
+            )
+            threshold = best_threshold(table) if fixed is None else fixed
+            tuned = {"tune_miou": float(table.loc[table["threshold"] == threshold, "miou"].iloc[0])}
+        else:
+            threshold = fixed
+        with shared_directory(out, world) as tmp:
+            scores, counts = label_split(
+                layout, ids, scored, source, tmp, partial(label, bg_threshold=threshold),
+                p.workers, "refine", world,
+            )  # fmt: skip
+    if not world.main:
+        return
     write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
     save_confusion_figure(confusion, counts, layout.classes)
     chosen = "tuned on splits.tune" if fixed is None else name

@@ -6,6 +6,7 @@ wrote no labels (refine.method needs no affinity); the later stages read that as
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from stages.common import (
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    read_dist,
     read_params,
     read_run,
     read_splits,
@@ -36,9 +38,10 @@ from stages.recipe import train_and_save
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def pair_loss(model, batch):
+def pair_loss(model, batch, radius: int):
+    # the radius comes from the params: under DistributedDataParallel ``model`` is the wrapper
     affinity = model(batch["image"])
-    return affinity_loss(affinity, training_pairs(model, affinity, batch["mask"]))["total"]
+    return affinity_loss(affinity, training_pairs(radius, affinity, batch["mask"]))["total"]
 
 
 @app.command()
@@ -60,50 +63,55 @@ def main(
     splits = read_splits(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
-    with atomic_path(out, directory=True) as tmp:
-        if not any(aff_labels.glob("*.png")):
-            print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
-            write_json(live_dir / "metrics.json", {})
-            with atomic_path(live_dir / "plots" / "metrics", directory=True):
-                pass  # the declared plots folder, emptied of an earlier run's curves
-            return
-        train_ids = layout.ids(splits.train)
-        train_set = VOCDataset(
-            layout,
-            train_ids,
-            train_transform(p.crop_size, p.scale_range, p.color_jitter),
-            mask_dir=aff_labels,
-            with_labels=False,
-        )
-        val_set = VOCDataset(
-            layout,
-            layout.ids(splits.val),
-            mask_dir=layout.root / "SegmentationClass",
-            with_labels=False,
-        )
-        device = resolve_device(run.device)
-        config = {
-            "backbone": p.backbone,
-            "output_stride": p.output_stride,
-            "feature_stride": p.feature_stride,
-            "radius": p.radius,
-        }
-        train_and_save(
-            "affinity",
-            config,
-            p,
-            run,
-            train_set,
-            pair_loss,
-            inputs=[
-                *(layout.image_path(i) for i in train_ids),
-                *(aff_labels / f"{i}.png" for i in train_ids),
-            ],
-            out=tmp / AFFINITY_MODEL_FILE,
-            checkpoint=checkpoint,
-            live_dir=live_dir,
-            validate=lambda model: affinity_scores(model, val_set, device),
-        )
+    if not any(aff_labels.glob("*.png")):
+        print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
+        with atomic_path(out, directory=True):
+            pass  # an empty model folder: the later stages read it as "no affinity"
+        write_json(live_dir / "metrics.json", {})
+        with atomic_path(live_dir / "plots" / "metrics", directory=True):
+            pass  # the declared plots folder, emptied of an earlier run's curves
+        return
+    train_ids = layout.ids(splits.train)
+    train_set = VOCDataset(
+        layout,
+        train_ids,
+        train_transform(p.crop_size, p.scale_range, p.color_jitter),
+        mask_dir=aff_labels,
+        with_labels=False,
+    )
+    val_set = VOCDataset(
+        layout,
+        layout.ids(splits.val),
+        mask_dir=layout.root / "SegmentationClass",
+        with_labels=False,
+    )
+    device = resolve_device(run.device)
+    config = {
+        "backbone": p.backbone,
+        "output_stride": p.output_stride,
+        "feature_stride": p.feature_stride,
+        "radius": p.radius,
+    }
+    # model.pt is the folder's only file, written atomically (by one process of several)
+    out.mkdir(parents=True, exist_ok=True)
+    train_and_save(
+        "affinity",
+        config,
+        p,
+        run,
+        read_dist(params),
+        __spec__.name,
+        train_set,
+        partial(pair_loss, radius=p.radius),
+        inputs=[
+            *(layout.image_path(i) for i in train_ids),
+            *(aff_labels / f"{i}.png" for i in train_ids),
+        ],
+        out=out / AFFINITY_MODEL_FILE,
+        checkpoint=checkpoint,
+        live_dir=live_dir,
+        validate=lambda model: affinity_scores(model, val_set, device),
+    )
 
 
 if __name__ == "__main__":

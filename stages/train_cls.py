@@ -19,6 +19,7 @@ from stages.common import (
     LiveDirOption,
     ParamsOption,
     check_mdc_scales,
+    read_dist,
     read_params,
     read_run,
     read_splits,
@@ -32,8 +33,10 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def multilabel_loss(model, batch):
-    # float32 logits: autocast leaves this loss's logsigmoid in bf16/fp16 otherwise
-    return F.multilabel_soft_margin_loss(model(batch["image"]).float(), batch["target"])
+    # float32 logits: autocast leaves this loss's logsigmoid in bf16/fp16 otherwise; the
+    # per-image seeds fix each image's LDM shuffle whatever process or batch it lands in
+    logits = model(batch["image"], seeds=batch["seed"]).float()
+    return F.multilabel_soft_margin_loss(logits, batch["target"])
 
 
 @app.command()
@@ -71,6 +74,8 @@ def main(
         config,
         p,
         run,
+        read_dist(params),
+        __spec__.name,
         train_set,
         multilabel_loss,
         inputs=[layout.root / "labels.json", *(layout.image_path(i) for i in train_ids)],

@@ -16,6 +16,7 @@ from stages.common import (
     LiveDirOption,
     ParamsOption,
     PseudoMasksOption,
+    read_dist,
     read_params,
     read_run,
     read_splits,
@@ -72,6 +73,8 @@ def main(
         config,
         p,
         run,
+        read_dist(params),
+        __spec__.name,
         train_set,
         segmentation_loss,
         inputs=[

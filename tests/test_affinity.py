@@ -129,7 +129,7 @@ def test_training_pairs_match_the_grid_labels():
     model = _Oracle()
     mask = torch.tensor([[[1, 1, 2, 2], [1, 1, 2, 2]]])
     affinity = torch.ones(1, len(neighbour_offsets(2)), 1, 2)
-    pairs = training_pairs(model, affinity, mask)
+    pairs = training_pairs(model.radius, affinity, mask)
     assert pairs["neg"].sum() == 1 and pairs["fg"].sum() == 0  # one pair: class 1 | class 2
 
 

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from pipeline_repo import reproduce, run
 
 from destseg.gallery import TITLE_HEIGHT
 from destseg.synthetic import write_dataset
+from destseg.torch_io import load as torch_load
 from destseg.tuning import candidates
 from destseg.voc import VOCLayout
 
@@ -148,6 +151,99 @@ def test_outputs_are_complete(repo):
     predictions = root / "data/evaluate/prediction"
     assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
     assert not [p for p in (root / "data").rglob("*") if p.name.endswith((".tmp", ".old"))]
+
+
+# Each inference stage with every output redirected (option, name under the run's folder).
+SHARDED_OUTPUTS = {
+    "make_cam": {"--out": "cam", "--metrics": "m.json", "--sweep-plot": "sweep.csv"},
+    "aff_labels": {"--out": "aff_labels", "--metrics": "m.json"},
+    "propagate": {"--out": "propagated"},
+    "refine": {"--out": "masks", "--metrics": "m.json", "--confusion": "confusion.png"},
+    "evaluate": {
+        "--predictions": "predictions",
+        "--metrics": "m.json",
+        "--per-class": "per_class.csv",
+        "--confusion": "confusion.png",
+    },
+}
+
+
+def _stage_in(root, env, folder, stage, outputs, **overrides):
+    """Run ``stage`` in the reproduced repository with params.yaml changed by ``overrides``
+    (section.key) and its outputs under ``folder``; return the completed process."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    args = [x for option, name in outputs.items() for x in (option, str(folder / name))]
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--params", str(folder / "params.yaml"), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _files(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "params.yaml"
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage", SHARDED_OUTPUTS)
+def test_a_sharded_stage_writes_the_bytes_of_an_unsharded_one(repo, tmp_path, stage):
+    root, env = repo
+    # one thread per process in both runs: at 2 threads the CPU's convolutions round some
+    # float16 CAM values one step apart (measured on make_cam: README, "Several processes")
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for nproc in (1, 2):
+        folder = tmp_path / f"nproc{nproc}"
+        done = _stage_in(root, env, folder, stage, SHARDED_OUTPUTS[stage], **{"dist.nproc": nproc})
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[nproc] = _files(folder)
+    assert "2 processes (torchrun)" in done.stdout
+    assert len(runs[1]) > 1 and runs[1].keys() == runs[2].keys()
+    assert [name for name in runs[1] if runs[1][name] != runs[2][name]] == []
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".old"))]
+
+
+@pytest.mark.e2e
+def test_train_cls_in_two_processes_writes_one_model_and_one_log(repo, tmp_path):
+    root, env = repo
+    outputs = {"--out": "model.pt", "--checkpoint": "ck.pt", "--live-dir": "live"}
+    done = _stage_in(
+        root, env, tmp_path / "run", "train_cls", outputs, **{"dist.nproc": 2, "cls.epochs": 2}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("classifier epoch 2/2") == 1  # rank 0 alone logs
+    model = torch_load(tmp_path / "run" / "model.pt")
+    assert model["kind"] == "classifier"
+    assert not (tmp_path / "run" / "ck.pt").exists()
+    metrics = _json(tmp_path / "run" / "live" / "metrics.json")
+    assert metrics["step"] == 1 and 0 <= metrics["val"]["map"] <= 1
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_path):
+    root, env = repo
+    outputs = {**SHARDED_OUTPUTS["evaluate"], "--model": "missing.pt"}
+    done = _stage_in(root, env, tmp_path / "run", "evaluate", outputs, **{"dist.nproc": 2})
+    assert done.returncode == 1
+    assert done.stderr.count("missing.pt") >= 2  # each process names the file
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: dist.nproc: 2 of 2 processes failed (their errors are above)"
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "predictions").exists()
 
 
 @pytest.mark.e2e

@@ -17,11 +17,14 @@ def _loss(model, batch):
 CPU = Precision(torch.device("cpu"))
 
 
-def _train(layout, epochs, checkpoint, fingerprint="same", log=None, precision=CPU, loss=_loss):
+def _train(
+    layout, epochs, checkpoint, fingerprint="same", log=None, precision=CPU, loss=_loss, images=None
+):
     torch.manual_seed(0)
     config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
     model = build_model("classifier", config)
-    dataset = VOCDataset(layout, layout.ids("train"), train_transform(48, (0.7, 1.3), 0.2))
+    ids = layout.ids("train")[:images]
+    dataset = VOCDataset(layout, ids, train_transform(48, (0.7, 1.3), 0.2))
     optimizer = build_optimizer("sgd", model.param_groups(0.01, 10, 1e-4))
     start = fit(
         model,
@@ -265,11 +268,15 @@ def test_fp16_training_resumes_with_its_gradient_scaler(tiny_layout, tmp_path):
 
 
 def test_channels_last_changes_the_layout_not_the_result(tiny_layout, tmp_path):
+    # One step: over several, batch norm on 4 tiny crops can amplify the rounding differences
+    # of the two layouts (measured up to 1e-2 after 3 steps, for some seeds) into real ones.
     cpu = torch.device("cpu")
-    model, _ = _train(tiny_layout, 1, tmp_path / "a.pt", precision=Precision(cpu, None, True))
+    model, _ = _train(
+        tiny_layout, 1, tmp_path / "a.pt", precision=Precision(cpu, None, True), images=4
+    )
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    reference, _ = _train(tiny_layout, 1, tmp_path / "b.pt")
+    reference, _ = _train(tiny_layout, 1, tmp_path / "b.pt", images=4)
     for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 

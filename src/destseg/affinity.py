@@ -18,10 +18,10 @@ def grid_labels(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(mask[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def training_pairs(model: AffinityNet, affinity: torch.Tensor, mask: torch.Tensor) -> dict:
+def training_pairs(radius: int, affinity: torch.Tensor, mask: torch.Tensor) -> dict:
     """The bg / fg / neg pair labels (N, P, h, w) of label maps (N, H, W) for the affinities
-    (N, P, h, w) the model predicted on the same images."""
-    return pair_labels(grid_labels(mask, affinity.shape[-2:]), model.radius)
+    (N, P, h, w) that a model of pair ``radius`` predicted on the same images."""
+    return pair_labels(grid_labels(mask, affinity.shape[-2:]), radius)
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def affinity_scores(
     for batch in same_size_batches(dataset, batch_size):
         batch = to_device(batch, device)
         affinity = model(batch["image"])
-        pairs = training_pairs(model, affinity, batch["mask"])
+        pairs = training_pairs(model.radius, affinity, batch["mask"])
         positive = pairs["bg"] | pairs["fg"]
         high = affinity > 0.5
         counts += torch.tensor(

@@ -20,6 +20,7 @@ from destseg.cam_store import cam_to_label, save_cam
 from destseg.data import image_to_tensor
 from destseg.metrics import confusion_matrix
 from destseg.models.classifier import Classifier
+from destseg.parallel import is_main_process
 from destseg.strided import rescale_image, upsample_strided
 from destseg.tuning import sweep_table
 from destseg.voc import VOCLayout, load_image, load_mask
@@ -95,7 +96,7 @@ def generate_cams(
     """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir``; score
     each image that ``sweeps`` maps to a sweep against its ground truth there (the reported
     images in one sweep, the tuning images in another)."""
-    for image_id in track(ids, description="make_cam"):
+    for image_id in track(ids, description="make_cam", disable=not is_main_process()):
         classes = layout.labels[image_id]
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         cam = multiscale_cam(model, image, classes, scales, flip).cpu().numpy()

@@ -76,10 +76,21 @@ def destruct_batch(
     k: int,
     probability: float,
     generator: torch.Generator | None = None,
+    seeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply :func:`region_confusion` to each image of a batch with ``probability``."""
+    """Apply :func:`region_confusion` to each image of a batch with ``probability``.
+
+    The draws come from ``generator`` (torch's global one when None), or, with ``seeds`` (one
+    per image), from a generator per image seeded with its seed: then an image is shuffled the
+    same way whatever batch it is in, which keeps training with several processes or
+    micro-batches equal to training with one.
+    """
+    if seeds is not None and len(seeds) != len(images):
+        raise ValueError(f"{len(seeds)} seeds for {len(images)} images")
     out = images.clone()
     for i in range(images.shape[0]):
+        if seeds is not None:
+            generator = torch.Generator().manual_seed(int(seeds[i]))
         if torch.rand(1, generator=generator).item() < probability:
             out[i] = region_confusion(images[i], grid, k, generator)
     return out

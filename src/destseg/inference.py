@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from destseg.data import image_to_tensor, same_size_batches
 from destseg.device import to_device
 from destseg.metrics import confusion_matrix
+from destseg.parallel import is_main_process
 from destseg.voc import VOCLayout, load_image, load_mask, save_mask
 
 
@@ -75,7 +76,7 @@ def export_predictions(
     """Write ``<out_dir>/<image stem>.png`` (VOC palette) for every image file of ``images``:
     predictions without ground truth, e.g. for the VOC test server."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in track(images, description="export"):
+    for path in track(images, description="export", disable=not is_main_process()):
         save_mask(out_dir / f"{path.stem}.png", predict(model, path, scales, flip, device))
 
 
@@ -92,7 +93,7 @@ def evaluate_segmenter(
     return the confusion matrix against the ground truth, accumulated over all of them."""
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for image_id in track(ids, description="evaluate"):
+    for image_id in track(ids, description="evaluate", disable=not is_main_process()):
         pred = predict(model, layout.image_path(image_id), scales, flip, device)
         save_mask(out_dir / f"{image_id}.png", pred)
         confusion += confusion_matrix(load_mask(layout.mask_path(image_id)), pred, num_classes)

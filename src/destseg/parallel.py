@@ -36,16 +36,26 @@ def parallel_map(
     """
     items = list(items)
     workers = min(workers, len(items))
+    quiet = not is_main_process()
     if workers <= 1:
-        yield from track(map(fn, items), total=len(items), description=description)
+        yield from track(map(fn, items), total=len(items), description=description, disable=quiet)
         return
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_quiet_worker, initargs=(os.getpid(),)) as pool:
         chunksize = max(1, len(items) // (workers * 8))
         imap = pool.imap if ordered else pool.imap_unordered
         yield from track(
-            imap(fn, items, chunksize=chunksize), total=len(items), description=description
+            imap(fn, items, chunksize=chunksize),
+            total=len(items),
+            description=description,
+            disable=quiet,
         )
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or no torchrun: the process that shows progress bars (several
+    processes drawing bars on one terminal draw over each other)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _quiet_worker(parent: int) -> None:

@@ -11,6 +11,7 @@ from rich.progress import track
 from destseg.cam_store import load_cam, save_cam
 from destseg.data import image_to_tensor
 from destseg.models.affinity import AffinityNet
+from destseg.parallel import is_main_process
 from destseg.random_walk import propagate_cam
 from destseg.voc import VOCLayout, load_image
 
@@ -31,7 +32,7 @@ def propagate_cams(
     CAM files (same classes, image size, values in [0, 1]), so refinement reads either. The
     network and the walk both run on ``device``; ``normalize`` as in :func:`propagate_cam`."""
     model.eval()
-    for image_id in track(ids, description="propagate"):
+    for image_id in track(ids, description="propagate", disable=not is_main_process()):
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         affinity = model(image[None])[0].float()
         classes, cam = load_cam(cam_dir / f"{image_id}.npz")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from destseg.cam_store import cam_to_label, load_cam
 from destseg.crf import DenseCRF
+from destseg.distributed import World
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.parallel import parallel_map
 from destseg.tuning import sweep_table
@@ -127,11 +128,14 @@ def label_split(
     labeller: Labeller,
     workers: int,
     description: str,
+    world: World | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Label every image of ``ids`` with ``labeller`` into ``out_dir`` (``workers`` processes)
     and score the images of ``scored``: mIoU, foreground precision and recall over the pixels
     that got a label, and the share of pixels left at 255 over all of ``ids``; with the
-    confusion matrix of the scored images these come from."""
+    confusion matrix of the scored images these come from. In a ``world`` of several
+    processes each labels its shard of ``ids`` and the counts are summed over all."""
+    world = world or World()
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     ignored = pixels = 0
@@ -144,11 +148,13 @@ def label_split(
         scored=scored,
     )
     for image_confusion, image_ignored, image_pixels in parallel_map(
-        job, ids, workers, description
+        job, world.shard(ids), workers, description
     ):
         confusion += image_confusion
         ignored += image_ignored
         pixels += image_pixels
+    confusion = world.sum(confusion)
+    ignored, pixels = world.sum(np.array([ignored, pixels], dtype=np.int64)).tolist()
     precision, recall = foreground_precision_recall(confusion)
     scores = {
         "miou": segmentation_scores(confusion)["miou"],
@@ -187,14 +193,17 @@ def threshold_sweep(
     thresholds: Sequence[float],
     workers: int,
     description: str,
+    world: World | None = None,
 ) -> pd.DataFrame:
     """mIoU, foreground precision and recall of ``labeller`` over ``ids`` at each background
-    threshold (:func:`destseg.tuning.sweep_table`); nothing is written."""
+    threshold (:func:`destseg.tuning.sweep_table`); nothing is written. In a ``world`` of
+    several processes each sweeps its shard of ``ids`` and the confusions are summed."""
+    world = world or World()
     num_classes = len(layout.classes)
     total = np.zeros((len(thresholds), num_classes, num_classes), dtype=np.int64)
     job = partial(
         image_sweep, layout=layout, cam_dir=cam_dir, labeller=labeller, thresholds=thresholds
     )
-    for confusions in parallel_map(job, ids, workers, description):
+    for confusions in parallel_map(job, world.shard(ids), workers, description):
         total += confusions
-    return sweep_table(thresholds, total)
+    return sweep_table(thresholds, world.sum(total))

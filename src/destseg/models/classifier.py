@@ -54,15 +54,19 @@ class Classifier(nn.Module):
             branches * self.encoder.out_channels, num_classes, 1, bias=False
         )
 
-    def branches(self, x: torch.Tensor, destruct: bool) -> list[torch.Tensor]:
+    def branches(
+        self, x: torch.Tensor, destruct: bool, seeds: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The feature maps [F^, F, F~] of the enabled branches, in that order.
 
         With ``destruct`` the LDM branch encodes the region-confused image (one encoder pass
-        over the original and destructed images together); otherwise it reuses F.
+        over the original and destructed images together; ``seeds``, one per image, fix each
+        image's shuffle, see :func:`destruct_batch`); otherwise it reuses F.
         """
         n = x.shape[0]
         if self.ldm is not None and destruct:
-            shuffled = destruct_batch(x, self.ldm["grid"], self.ldm["k"], self.ldm["probability"])
+            ldm = self.ldm
+            shuffled = destruct_batch(x, ldm["grid"], ldm["k"], ldm["probability"], seeds=seeds)
             x = torch.cat([x, shuffled])
         stages = self.encoder.stage_outputs(x)
         features = stages[-1][:n]
@@ -77,9 +81,10 @@ class Classifier(nn.Module):
             out.append(mid)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (N, K); the LDM shuffles only in training mode."""
-        stacked = torch.cat(self.branches(x, destruct=self.training), dim=1)
+    def forward(self, x: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits (N, K); the LDM shuffles only in training mode (with ``seeds``: each
+        image as its seed says)."""
+        stacked = torch.cat(self.branches(x, destruct=self.training, seeds=seeds), dim=1)
         return self.classifier(F.adaptive_avg_pool2d(stacked, 1)).flatten(1)
 
     def cam(self, x: torch.Tensor) -> torch.Tensor:
