@@ -73,7 +73,10 @@ def main(
         report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
         sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
         with shared_directory(out, world) as tmp, amp.autocast():
-            generate_cams(model, layout, world.shard(ids), sweeps, p.scales, p.flip, device, tmp)
+            generate_cams(
+                model, layout, world.shard(ids), sweeps, p.scales, p.flip, device, tmp,
+                p.batch_size,
+            )  # fmt: skip
         for sweep in (report, tuning):  # each process scored its shard
             sweep.confusions = world.sum(sweep.confusions)
         if not world.main:

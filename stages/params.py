@@ -252,6 +252,7 @@ class CamParams(Section):
     scales: Scales
     flip: StrictBool
     threshold: Threshold
+    batch_size: Annotated[int, Field(ge=1)]
 
 
 class CamScalesParams(BaseModel):

@@ -4,7 +4,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from destseg.cam import ThresholdSweep, multiscale_cam, normalize_per_class
+from destseg.cam import (
+    ThresholdSweep,
+    multiscale_cam,
+    multiscale_cams,
+    normalize_per_class,
+    size_batches,
+)
 from destseg.cam_store import cam_to_label, load_cam, save_cam
 from destseg.metrics import confusion_matrix, foreground_precision_recall, segmentation_scores
 from destseg.models.classifier import Classifier
@@ -135,3 +141,28 @@ def test_cam_file_roundtrip_in_float16(tmp_path):
     classes, loaded = load_cam(tmp_path / "a.npz")
     np.testing.assert_array_equal(classes, [3, 7])
     np.testing.assert_allclose(loaded, cam, atol=1e-3)
+
+
+def test_a_batch_of_images_gets_the_cams_each_gets_alone(model):
+    torch.manual_seed(1)
+    images = torch.randn(3, 3, 40, 56)
+    classes = [[2, 4], [1], [1, 2, 3]]
+    together = multiscale_cams(model, images, classes, [1.0, 0.5], flip=True)
+    for image, image_classes, cam in zip(images, classes, together, strict=True):
+        alone = multiscale_cam(model, image, image_classes, [1.0, 0.5], flip=True)
+        assert cam.shape == (len(image_classes), 40, 56)
+        torch.testing.assert_close(cam, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_size_batches_group_one_size_in_list_order_and_cut_runs():
+    sizes = {"a": (5, 4), "b": (3, 4), "c": (5, 4), "d": (5, 4), "e": (3, 4), "f": (5, 4)}
+    batches = size_batches(list(sizes), sizes.__getitem__, batch_size=3)
+    assert batches == [["b", "e"], ["a", "c", "d"], ["f"]]
+    assert size_batches(list(sizes), sizes.__getitem__, batch_size=1) == [
+        ["b"],
+        ["e"],
+        ["a"],
+        ["c"],
+        ["d"],
+        ["f"],
+    ]

@@ -7,7 +7,8 @@ store only those k maps, in float16, compressed, with the class indices beside t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,45 @@ from destseg.models.classifier import Classifier
 from destseg.parallel import is_main_process
 from destseg.strided import rescale_image, upsample_strided
 from destseg.tuning import sweep_table
-from destseg.voc import VOCLayout, load_image, load_mask
+from destseg.voc import VOCLayout, image_size, load_image, load_mask
 
 EPS = 1e-5
 
 
 @torch.no_grad()
+def multiscale_cams(
+    model: Classifier,
+    images: torch.Tensor,
+    classes: Sequence[Sequence[int]],
+    scales: Sequence[float],
+    flip: bool,
+) -> list[torch.Tensor]:
+    """CAMs (k_i, H, W) of a batch of normalised images of one size (N, 3, H, W), image i for
+    its foreground classes ``classes[i]`` (1..K).
+
+    At each scale the images (:func:`rescale_image`; and their mirrors, with ``flip``) go
+    through the network in one pass; each image's ReLU'd maps are flipped back, brought to the
+    image size by :func:`upsample_strided` and summed over scales and flips; each class map is
+    then divided by its maximum (IRN's make_cam).
+    """
+    n, height, width = images.shape[0], *images.shape[-2:]
+    channels = [[c - 1 for c in image_classes] for image_classes in classes]
+    stride = model.encoder.output_stride
+    totals = [images.new_zeros((len(c), height, width)) for c in channels]
+    for scale in scales:
+        x = rescale_image(images, scale)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        cams = F.relu(model.cam(x).float())  # float32 sums under autocast
+        if flip:
+            cams = cams[:n] + cams[n:].flip(-1)
+        for i, image_channels in enumerate(channels):
+            totals[i] += upsample_strided(cams[i : i + 1, image_channels], (height, width), stride)[
+                0
+            ]
+    return [normalize_per_class(total) for total in totals]
+
+
 def multiscale_cam(
     model: Classifier,
     image: torch.Tensor,
@@ -36,26 +70,8 @@ def multiscale_cam(
     scales: Sequence[float],
     flip: bool,
 ) -> torch.Tensor:
-    """CAMs (k, H, W) of a normalised image (3, H, W) for foreground classes ``classes`` (1..K).
-
-    At each scale the image (:func:`rescale_image`; and its mirror, with ``flip``) goes through
-    the network; the ReLU'd maps are flipped back, brought to the image size by
-    :func:`upsample_strided` and summed over scales and flips; each class map is then divided
-    by its maximum (IRN's make_cam).
-    """
-    height, width = image.shape[-2:]
-    channels = [c - 1 for c in classes]
-    stride = model.encoder.output_stride
-    total = image.new_zeros((len(channels), height, width))
-    for scale in scales:
-        x = rescale_image(image, scale)[None]
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
-        cams = F.relu(model.cam(x)[:, channels].float())  # float32 sums under autocast
-        if flip:
-            cams = cams[:1] + cams[1:].flip(-1)
-        total += upsample_strided(cams, (height, width), stride)[0]
-    return normalize_per_class(total)
+    """:func:`multiscale_cams` of one image (3, H, W): its CAMs (k, H, W)."""
+    return multiscale_cams(model, image[None], [classes], scales, flip)[0]
 
 
 def normalize_per_class(cam: torch.Tensor) -> torch.Tensor:
@@ -92,14 +108,39 @@ def generate_cams(
     flip: bool,
     device: torch.device,
     out_dir: Path,
+    batch_size: int = 1,
 ) -> None:
     """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir``; score
     each image that ``sweeps`` maps to a sweep against its ground truth there (the reported
-    images in one sweep, the tuning images in another)."""
-    for image_id in track(ids, description="make_cam", disable=not is_main_process()):
-        classes = layout.labels[image_id]
-        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
-        cam = multiscale_cam(model, image, classes, scales, flip).cpu().numpy()
-        save_cam(out_dir / f"{image_id}.npz", classes, cam)
-        if image_id in sweeps:
-            sweeps[image_id].update(load_mask(layout.mask_path(image_id)), cam, np.asarray(classes))
+    images in one sweep, the tuning images in another).
+
+    Up to ``batch_size`` images of one size go through the network together: the images are
+    taken in order of size (VOC's come in a few dozen sizes), which changes nothing but the
+    order the files are written in."""
+    batches = size_batches(ids, lambda i: image_size(layout.image_path(i)), batch_size)
+    for batch in track(batches, description="make_cam", disable=not is_main_process()):
+        classes = [layout.labels[i] for i in batch]
+        images = torch.stack([image_to_tensor(load_image(layout.image_path(i))) for i in batch])
+        cams = multiscale_cams(model, images.to(device), classes, scales, flip)
+        for image_id, image_classes, cam in zip(batch, classes, cams, strict=True):
+            cam = cam.cpu().numpy()
+            save_cam(out_dir / f"{image_id}.npz", image_classes, cam)
+            if image_id in sweeps:
+                gt = load_mask(layout.mask_path(image_id))
+                sweeps[image_id].update(gt, cam, np.asarray(image_classes))
+
+
+def size_batches(
+    ids: Sequence[str], size: Callable[[str], tuple[int, int]], batch_size: int
+) -> list[list[str]]:
+    """``ids`` in batches of at most ``batch_size`` whose images have one ``size``: taken in
+    order of size (stable, so one size keeps the list's order), each size's run cut into
+    batches."""
+    sizes = {image_id: size(image_id) for image_id in ids}
+    by_size = sorted(ids, key=sizes.__getitem__)
+    return [
+        group[start : start + batch_size]
+        for _, run in groupby(by_size, key=sizes.__getitem__)
+        for group in [list(run)]
+        for start in range(0, len(group), batch_size)
+    ]

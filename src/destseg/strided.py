@@ -16,15 +16,16 @@ import torch.nn.functional as F
 
 
 def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """A normalised image (3, H, W) resized by ``scale`` the way IRN resizes its inputs: bicubic,
-    antialiased when it shrinks (IRN calls PIL's resize, which always is), sides rounded."""
+    """A normalised image (3, H, W), or a batch of them (N, 3, H, W), resized by ``scale`` the
+    way IRN resizes its inputs: bicubic, antialiased when it shrinks (IRN calls PIL's resize,
+    which always is), sides rounded."""
     height, width = image.shape[-2:]
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     if size == (height, width):
         return image
-    return F.interpolate(
-        image[None], size=size, mode="bicubic", align_corners=False, antialias=True
-    )[0]
+    batch = image if image.dim() == 4 else image[None]
+    out = F.interpolate(batch, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return out if image.dim() == 4 else out[0]
 
 
 def upsample_strided(maps: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
