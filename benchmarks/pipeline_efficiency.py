@@ -29,19 +29,20 @@ import torch
 import torch.nn.functional as F
 import typer
 import yaml
+from torch.utils.data import DataLoader, DistributedSampler
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from destseg.cam import generate_cams  # noqa: E402
+from destseg.cam import generate_cams, size_batches  # noqa: E402
 from destseg.cam_store import load_cam  # noqa: E402
 from destseg.crf import DenseCRF  # noqa: E402
 from destseg.data import VOCDataset, image_to_tensor, train_transform  # noqa: E402
 from destseg.models.checkpoint import build_model, load_model  # noqa: E402
 from destseg.pseudo_mask import cam_probabilities, label_split  # noqa: E402
 from destseg.strided import rescale_image  # noqa: E402
-from destseg.training import build_optimizer  # noqa: E402
-from destseg.voc import VOCLayout, load_image  # noqa: E402
+from destseg.training import EpochSampler, SeededSamples, build_optimizer  # noqa: E402
+from destseg.voc import VOCLayout, image_size, load_image  # noqa: E402
 from stages.params import CamParams, ClsParams, RefineParams  # noqa: E402
 from stages.refine import labeller  # noqa: E402
 
@@ -71,13 +72,20 @@ def training_ratio(config: dict, layout: VOCLayout, steps: int) -> tuple[float, 
     )  # fmt: skip
 
     def step(batch: dict) -> None:
-        loss = F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
+        logits = model(batch["image"], seeds=batch["seed"])  # per-image LDM seeds, as fit's
+        loss = F.multilabel_soft_margin_loss(logits, batch["target"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=p.batch_size, shuffle=True, drop_last=True, num_workers=p.workers
+    # fit's loader: items seeded per image, indices from a DistributedSampler with the epoch
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, seed=0)
+    loader = DataLoader(
+        SeededSamples(dataset, seed=0),
+        batch_size=p.batch_size,
+        sampler=EpochSampler(sampler),
+        drop_last=True,
+        num_workers=p.workers,
     )
     batches = iter(loader)
     held = next(batches)
@@ -103,13 +111,15 @@ def make_cam_ratio(config: dict, layout: VOCLayout, ids: list[str], model_path: 
     cpu = torch.device("cpu")
     with tempfile.TemporaryDirectory() as out:
         full = _timed(
-            lambda: generate_cams(model, layout, ids, {}, p.scales, p.flip, cpu, Path(out))
+            lambda: generate_cams(
+                model, layout, ids, {}, p.scales, p.flip, cpu, Path(out), p.batch_size
+            )
         )
-    inputs = []
-    for image_id in ids:
-        image = image_to_tensor(load_image(layout.image_path(image_id)))
+    inputs = []  # the same batches of images of one size (cam.batch_size), scales and flips
+    for batch in size_batches(ids, lambda i: image_size(layout.image_path(i)), p.batch_size):
+        images = torch.stack([image_to_tensor(load_image(layout.image_path(i))) for i in batch])
         for scale in p.scales:
-            x = rescale_image(image, scale)[None]
+            x = rescale_image(images, scale)
             inputs.append(torch.cat([x, x.flip(-1)]) if p.flip else x)
 
     @torch.no_grad()

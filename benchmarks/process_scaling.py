@@ -74,9 +74,7 @@ def main(nproc: Annotated[int, typer.Option(help="Processes to compare with one.
     print("|---|---|---|---|---|")
     for name, single, parallel in rows:
         speedup = single / parallel
-        print(
-            f"| {name} | {single:.1f} | {parallel:.1f} | {speedup:.2f} | {speedup / nproc:.2f} |"
-        )
+        print(f"| {name} | {single:.1f} | {parallel:.1f} | {speedup:.2f} | {speedup / nproc:.2f} |")
 
 
 if __name__ == "__main__":
