@@ -49,6 +49,7 @@ def main(
     p = read_params(params, "aff_labels", AffLabelsParams)
     method = read_params(params, "refine", RefineMethodParams).method
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
     ids, scored = cam_ids(layout, splits)
@@ -58,7 +59,7 @@ def main(
             pass
         write_json(metrics, {})
         return
-    if run_in_workers(read_dist(params).nproc, __spec__.name):
+    if run_in_workers(dist.nproc, __spec__.name):
         return
     crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
     labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)

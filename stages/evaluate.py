@@ -55,9 +55,10 @@ def main(
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     device = resolve_device(run.device)
-    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+    if run_in_workers(dist.nproc, __spec__.name, device):
         return
     with process_group(device) as world:
         device = world.local_device(device)

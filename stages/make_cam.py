@@ -55,11 +55,12 @@ def main(
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     ids, scored = cam_ids(layout, splits)
     tune = tune_ids(layout, splits, "cam.threshold" if p.threshold == "auto" else None)
     device = resolve_device(run.device)
-    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+    if run_in_workers(dist.nproc, __spec__.name, device):
         return
     with process_group(device) as world:
         device = world.local_device(device)
@@ -74,9 +75,8 @@ def main(
         sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
         with shared_directory(out, world) as tmp, amp.autocast():
             generate_cams(
-                model, layout, world.shard(ids), sweeps, p.scales, p.flip, device, tmp,
-                p.batch_size,
-            )  # fmt: skip
+                model, layout, ids, sweeps, p.scales, p.flip, device, tmp, p.batch_size, world
+            )
         for sweep in (report, tuning):  # each process scored its shard
             sweep.confusions = world.sum(sweep.confusions)
         if not world.main:

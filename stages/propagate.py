@@ -51,6 +51,7 @@ def main(
     p = read_params(params, "propagate", PropagateParams)
     run = read_run(params)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(model_dir, "affinity model folder (run the train_aff stage)")
     require(cams, "CAM folder (run the make_cam stage)")
@@ -61,7 +62,7 @@ def main(
             pass
         return
     device = resolve_device(run.device)
-    if run_in_workers(read_dist(params).nproc, __spec__.name, device):
+    if run_in_workers(dist.nproc, __spec__.name, device):
         return
     with process_group(device) as world:
         device = world.local_device(device)

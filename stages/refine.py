@@ -88,6 +88,7 @@ def main(
     splits.score_cams against their masks."""
     p = read_params(params, "refine", RefineParams)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     ids, scored = cam_ids(layout, splits)
     if p.method in AFFINITY_METHODS:
@@ -104,7 +105,7 @@ def main(
     name, value = threshold_param(p)
     fixed = None if value == "auto" else value
     tune = tune_ids(layout, splits, name if fixed is None else None)
-    if run_in_workers(read_dist(params).nproc, __spec__.name):
+    if run_in_workers(dist.nproc, __spec__.name):
         return
     label = labeller(p)
     tuned = {}

@@ -61,6 +61,7 @@ def main(
     p = read_params(params, "aff", AffParams)
     run = read_run(params)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
     if not any(aff_labels.glob("*.png")):
@@ -99,7 +100,7 @@ def main(
         config,
         p,
         run,
-        read_dist(params),
+        dist,
         __spec__.name,
         train_set,
         partial(pair_loss, radius=p.radius),

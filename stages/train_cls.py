@@ -55,6 +55,7 @@ def main(
     run = read_run(params)
     cam_scales = read_params(params, "cam", CamScalesParams).scales
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
@@ -74,7 +75,7 @@ def main(
         config,
         p,
         run,
-        read_dist(params),
+        dist,
         __spec__.name,
         train_set,
         multilabel_loss,

@@ -50,6 +50,7 @@ def main(
     p = read_params(params, "seg", SegParams)
     run = read_run(params)
     splits = read_splits(params)
+    dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     if p.labels == "pseudo":
         mask_dir = require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
@@ -73,7 +74,7 @@ def main(
         config,
         p,
         run,
-        read_dist(params),
+        dist,
         __spec__.name,
         train_set,
         segmentation_loss,

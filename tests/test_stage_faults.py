@@ -66,6 +66,12 @@ def _one_error_line(result) -> str:
             "splits.train: list name '../../etc' is not a plain file name",
         ),
         ("refine", {"splits.score_cams": "a/b"}, "list name 'a/b' is not a plain file name"),
+        (
+            "train_seg",
+            {"seg.accumulate": 3},
+            "seg: batch_size (16) does not split into accumulate (3) micro-batches",
+        ),
+        ("make_cam", {"dist.nproc": 0}, "dist.nproc: Input should be greater than or equal to 1"),
     ],
 )
 def test_params_are_checked_against_each_other_before_any_work(tmp_path, stage, override, expected):
@@ -85,6 +91,25 @@ def test_a_params_file_that_is_not_a_mapping_is_one_line(tmp_path, text, found):
     assert f"expected a mapping of sections (seed:, cls:, ...), got a {found}" in _one_error_line(
         result
     )
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_they_start(
+    tmp_path, tiny_layout
+):
+    params = write_params(tmp_path, **{"dist.nproc": 3, "cls.batch_size": 4})
+    result = _invoke("train_cls", params, "--dataset", str(tiny_layout.root))
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "batch size 4 does not split into 3 processes x 1 micro-batches" in line
+    assert "processes (torchrun)" not in result.output
+
+
+def test_several_processes_need_the_stage_run_as_its_command(tmp_path, tiny_layout):
+    # in-process (here, CliRunner) there is no command line to start again under torchrun
+    params = write_params(tmp_path, **{"dist.nproc": 2, "cls.batch_size": 4})
+    result = _invoke("train_cls", params, "--dataset", str(tiny_layout.root))
+    assert result.exit_code == 1
+    assert "dist.nproc: 2 processes run the stage as a command" in _one_error_line(result)
 
 
 def test_train_cls_refuses_cam_scales_the_mdc_cannot_take_before_training(tmp_path, tiny_layout):

@@ -19,6 +19,7 @@ from rich.progress import track
 
 from destseg.cam_store import cam_to_label, save_cam
 from destseg.data import image_to_tensor
+from destseg.distributed import World
 from destseg.metrics import confusion_matrix
 from destseg.models.classifier import Classifier
 from destseg.parallel import is_main_process
@@ -109,15 +110,20 @@ def generate_cams(
     device: torch.device,
     out_dir: Path,
     batch_size: int = 1,
+    world: World | None = None,
 ) -> None:
     """Write the CAMs of every image of ``ids`` (for its labelled classes) to ``out_dir``; score
     each image that ``sweeps`` maps to a sweep against its ground truth there (the reported
     images in one sweep, the tuning images in another).
 
     Up to ``batch_size`` images of one size go through the network together: the images are
-    taken in order of size (VOC's come in a few dozen sizes), which changes nothing but the
-    order the files are written in."""
+    taken in order of size (VOC's come in a few dozen sizes). In a ``world`` of several
+    processes each takes every N-th batch, so an image meets the same batch whatever the
+    number of processes: a convolution's rounding can depend on its batch, and the files stay
+    byte-identical to one process's."""
+    world = world or World()
     batches = size_batches(ids, lambda i: image_size(layout.image_path(i)), batch_size)
+    batches = world.shard(batches)
     for batch in track(batches, description="make_cam", disable=not is_main_process()):
         classes = [layout.labels[i] for i in batch]
         images = torch.stack([image_to_tensor(load_image(layout.image_path(i))) for i in batch])
