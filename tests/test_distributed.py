@@ -106,11 +106,12 @@ def _assert_same_weights(a: dict, b: dict, **tolerance) -> None:
 
 @pytest.fixture(scope="module")
 def one_process(tiny_layout, tmp_path_factory) -> dict:
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two processes runs
     try:
         model = _train(tiny_layout.root, tmp_path_factory.mktemp("one") / "ck.pt", World(), 1, None)
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     return model.state_dict()
 
 
