@@ -12,7 +12,7 @@ import typer
 
 from destseg.crf import DenseCRF
 from destseg.distributed import process_group, shared_directory
-from destseg.files import atomic_path, write_json
+from destseg.files import empty_directory, write_json
 from destseg.pseudo_mask import confident_labels, label_split
 from destseg.voc import VOCLayout
 from stages.common import (
@@ -55,8 +55,7 @@ def main(
     ids, scored = cam_ids(layout, splits)
     if method not in AFFINITY_METHODS:
         print(f"aff_labels: refine.method is {method}: no affinity labels needed")
-        with atomic_path(out, directory=True):
-            pass
+        empty_directory(out)
         write_json(metrics, {})
         return
     if run_in_workers(dist.nproc, __spec__.name):

@@ -12,7 +12,7 @@ import typer
 
 from destseg.device import resolve_device, resolve_precision
 from destseg.distributed import process_group, shared_directory
-from destseg.files import atomic_path
+from destseg.files import empty_directory
 from destseg.models.checkpoint import load_model
 from destseg.propagation import propagate_cams
 from destseg.voc import VOCLayout
@@ -58,8 +58,7 @@ def main(
     model_path = model_dir / AFFINITY_MODEL_FILE
     if not model_path.is_file():
         print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
-        with atomic_path(out, directory=True):
-            pass
+        empty_directory(out)
         return
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):

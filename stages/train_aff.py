@@ -15,7 +15,7 @@ import typer
 from destseg.affinity import affinity_scores, training_pairs
 from destseg.data import VOCDataset, train_transform
 from destseg.device import resolve_device
-from destseg.files import atomic_path, write_json
+from destseg.files import empty_directory, write_json
 from destseg.pairs import affinity_loss
 from destseg.voc import VOCLayout
 from stages.common import (
@@ -66,11 +66,9 @@ def main(
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
     if not any(aff_labels.glob("*.png")):
         print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
-        with atomic_path(out, directory=True):
-            pass  # an empty model folder: the later stages read it as "no affinity"
+        empty_directory(out)  # no model: the later stages read it as "no affinity"
         write_json(live_dir / "metrics.json", {})
-        with atomic_path(live_dir / "plots" / "metrics", directory=True):
-            pass  # the declared plots folder, emptied of an earlier run's curves
+        empty_directory(live_dir / "plots" / "metrics")  # no curves of an earlier run
         return
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(

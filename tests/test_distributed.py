@@ -215,3 +215,39 @@ def test_persistent_loader_workers_draw_what_a_fresh_loader_draws(tiny_layout):
     assert len(persistent) == len(fresh) == 6
     for a, b in zip(persistent, fresh, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_only_learning_batch_norms_are_synchronised_and_keep_their_parameters():
+    from destseg.models.freezing import FixedBatchNorm2d
+    from destseg.training import sync_batch_norm
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Sequential(torch.nn.BatchNorm2d(4), torch.nn.ReLU()),
+    )
+    fix_batch_norm(model[2])
+    weight, mean = model[1].weight, model[1].running_mean
+    sync_batch_norm(model)
+    assert type(model[1]) is torch.nn.SyncBatchNorm
+    assert type(model[2][0]) is FixedBatchNorm2d  # frozen statistics stay frozen
+    # the same tensors: an optimizer built before the conversion still steps them
+    assert model[1].weight is weight and model[1].running_mean is mean
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert World(rank=3, size=4, local_rank=1).local_device(cuda) == torch.device("cuda", 1)
+    assert World(rank=3, size=4, local_rank=1).local_device(torch.device("cuda:0")).index == 1
+    assert World(rank=3, size=4, local_rank=1).local_device(cpu) == cpu
+    assert World().local_device(torch.device("cuda:2")) == torch.device("cuda:2")
+
+
+def test_processes_share_the_cores_out():
+    import os
+
+    from destseg.distributed import cpu_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads(1) == cores
+    assert all(cpu_threads(n) >= 1 and n * cpu_threads(n) <= max(cores, n) for n in (2, 3, 64))

@@ -107,3 +107,14 @@ def test_a_write_that_the_storage_refuses_names_the_output(tmp_path, name, state
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"destseg.files.OutputWriteError: {target}: could not write (File too large)"
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary
+
+
+def test_empty_directory_replaces_a_folder_and_creates_a_missing_one(tmp_path):
+    from destseg.files import empty_directory
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.pt").write_text("old")
+    empty_directory(tmp_path / "out")
+    empty_directory(tmp_path / "new" / "plots")
+    assert list((tmp_path / "out").iterdir()) == [] and (tmp_path / "new" / "plots").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]  # no temporary left

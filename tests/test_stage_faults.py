@@ -112,6 +112,16 @@ def test_several_processes_need_the_stage_run_as_its_command(tmp_path, tiny_layo
     assert "dist.nproc: 2 processes run the stage as a command" in _one_error_line(result)
 
 
+def test_more_processes_than_gpus_are_refused_before_they_start(monkeypatch):
+    from stages.common import StageError, run_in_workers
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        StageError, match=r"dist\.nproc: 2 processes need 2 GPUs, and 1 are visible"
+    ):
+        run_in_workers(2, "stages.train_cls", torch.device("cuda"))
+
+
 def test_train_cls_refuses_cam_scales_the_mdc_cannot_take_before_training(tmp_path, tiny_layout):
     """Today's default MDC (grid 2, OS16) on 64 px images: scale 0.25 leaves a 1x1 map."""
     params = write_params(tmp_path, **{"cam.scales": [1.0, 0.25]})

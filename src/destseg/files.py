@@ -84,6 +84,14 @@ def _write_error(final: Path, err: OSError) -> OutputWriteError:
     return error
 
 
+def empty_directory(path: str | os.PathLike) -> None:
+    """Replace ``path`` by an empty folder, atomically: the output of a stage that has nothing
+    to write (an affinity stage when ``refine.method`` needs no affinity), emptied of what an
+    earlier run left in it."""
+    with atomic_path(path, directory=True):
+        pass
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
