@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
-from destseg.cam_profile import class_regions
-from destseg.data import VOCDataset, image_to_tensor
-from destseg.destruction import destruct_batch
-from destseg.metrics import multilabel_scores
-from destseg.strided import upsample_strided
-from destseg.synthetic import SyntheticSpec, generate
-from destseg.voc import VOCLayout, load_image
+from destseg.cam.profile import class_regions
+from destseg.cam.strided import upsample_strided
+from destseg.dataset.layout import VOCLayout, load_image
+from destseg.dataset.sources.synthetic import SyntheticSpec, generate
+from destseg.dataset.torch_dataset import VOCDataset, image_to_tensor
+from destseg.evaluation.metrics import multilabel_scores
+from destseg.models.destruction import destruct_batch
 
 
 def branch_names(model) -> list[str]:

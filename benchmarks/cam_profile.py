@@ -25,10 +25,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.cam_profile import region_profile
-from destseg.cam_store import load_cam
-from destseg.synthetic import SyntheticSpec
-from destseg.voc import VOCLayout
+from destseg.cam.profile import region_profile
+from destseg.cam.store import load_cam
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.sources.synthetic import SyntheticSpec
 
 
 def main(

@@ -13,8 +13,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.models.checkpoint import load_model
-from destseg.voc import VOCLayout
+from destseg.dataset.layout import VOCLayout
+from destseg.models.classifier import Classifier
+from destseg.models.model_file import load_model
 
 ParamsOption = Annotated[Path, typer.Option(help="The run's params file.")]
 ModelOption = Annotated[Path, typer.Option("--model", help="The run's classifier model file.")]
@@ -25,5 +26,5 @@ def load_classifier_run(params: Path, model_path: Path, dataset: Path):
     """The params (a dict), the dataset layout, the classifier in eval mode and its recorded
     configuration."""
     config = yaml.safe_load(params.read_text())
-    model, stored = load_model(model_path, "classifier", torch.device("cpu"))
+    model, stored = load_model(model_path, Classifier, torch.device("cpu"))
     return config, VOCLayout(dataset), model.eval(), stored

@@ -1,8 +1,8 @@
 """Benchmark: checking a VOC-layout folder before import (every image and mask decoded whole).
 
 Writes ``--images`` images of VOC's typical size (500 x 375 JPEG, quality 90, with a palette PNG
-mask each) into a temporary folder, then times :func:`destseg.folder_source.scan` with 1 worker
-and with one per CPU, and prints a markdown table. VOC 2012 + SBD has 12,031 listed images.
+mask each) into a temporary folder, then times :func:`destseg.dataset.sources.folder.scan` with 1
+worker and with one per CPU, and prints a markdown table. VOC 2012 + SBD has 12,031 listed images.
 
     python benchmarks/folder_check.py [--images 1000]
 """
@@ -23,8 +23,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.folder_source import scan
-from destseg.voc import VOCLayout, save_mask
+from destseg.dataset.layout import VOCLayout, save_mask
+from destseg.dataset.sources.folder import scan
 
 CLASSES = ["background", "a", "b"]
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
-from destseg.cam import ThresholdSweep, generate_cams
-from destseg.data import VOCDataset
-from destseg.metrics import segmentation_scores
-from destseg.tuning import best_threshold, candidates
+from destseg.cam.generate import ThresholdSweep, generate_cams
+from destseg.dataset.torch_dataset import VOCDataset
+from destseg.evaluation.metrics import segmentation_scores
+from destseg.evaluation.thresholds import best_threshold, candidates
 
 
 @torch.no_grad()
@@ -59,7 +59,14 @@ def cam_scores(model, layout, scored, tune, scales, flip, threshold) -> dict[str
     sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
     with tempfile.TemporaryDirectory() as out:
         generate_cams(
-            model, layout, list(sweeps), sweeps, scales, flip, torch.device("cpu"), Path(out)
+            model,
+            layout,
+            list(sweeps),
+            sweeps=sweeps,
+            scales=scales,
+            flip=flip,
+            device=torch.device("cpu"),
+            out_dir=Path(out),
         )
     chosen = best_threshold(tuning.table()) if fixed is None else fixed
     at = segmentation_scores(report.confusions[report.thresholds.index(chosen)])["miou"]

@@ -34,16 +34,21 @@ from torch.utils.data import DataLoader, DistributedSampler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from destseg.cam import generate_cams, size_batches  # noqa: E402
-from destseg.cam_store import load_cam  # noqa: E402
-from destseg.crf import DenseCRF  # noqa: E402
-from destseg.data import VOCDataset, image_to_tensor, train_transform  # noqa: E402
-from destseg.models.checkpoint import build_model, load_model  # noqa: E402
-from destseg.pseudo_mask import cam_probabilities, label_split  # noqa: E402
-from destseg.strided import rescale_image  # noqa: E402
-from destseg.training import EpochSampler, SeededSamples, build_optimizer  # noqa: E402
-from destseg.voc import VOCLayout, image_size, load_image  # noqa: E402
-from stages.params import CamParams, ClsParams, RefineParams  # noqa: E402
+from destseg.cam.generate import generate_cams, size_batches  # noqa: E402
+from destseg.cam.store import load_cam  # noqa: E402
+from destseg.cam.strided import rescale_image  # noqa: E402
+from destseg.dataset.layout import VOCLayout, image_size, load_image  # noqa: E402
+from destseg.dataset.torch_dataset import VOCDataset, image_to_tensor, train_transform  # noqa: E402
+from destseg.models.classifier import Classifier  # noqa: E402
+from destseg.models.model_file import build_model, load_model  # noqa: E402
+from destseg.refine.crf import DenseCRF  # noqa: E402
+from destseg.refine.labellers import cam_probabilities  # noqa: E402
+from destseg.refine.labelling import label_split  # noqa: E402
+from destseg.training.loop import build_optimizer  # noqa: E402
+from destseg.training.sampling import EpochSampler, SeededSamples  # noqa: E402
+from stages.params.cam import CamParams  # noqa: E402
+from stages.params.cls import ClsParams  # noqa: E402
+from stages.params.refine import RefineParams  # noqa: E402
 from stages.refine import labeller  # noqa: E402
 
 
@@ -62,7 +67,7 @@ def training_ratio(config: dict, layout: VOCLayout, steps: int) -> tuple[float, 
         "output_stride": p.output_stride,
         **p.variant(),
     }
-    model = build_model("classifier", model_config, pretrained=False).train()
+    model = build_model(Classifier, model_config, pretrained=False).train()
     optimizer = build_optimizer(
         p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
     )
@@ -107,12 +112,20 @@ def training_ratio(config: dict, layout: VOCLayout, steps: int) -> tuple[float, 
 def make_cam_ratio(config: dict, layout: VOCLayout, ids: list[str], model_path: Path):
     """(make_cam seconds, forward seconds, ratio) on ``ids``."""
     p = CamParams.model_validate(config["cam"])
-    model, _ = load_model(model_path, "classifier", torch.device("cpu"))
+    model, _ = load_model(model_path, Classifier, torch.device("cpu"))
     cpu = torch.device("cpu")
     with tempfile.TemporaryDirectory() as out:
         full = _timed(
             lambda: generate_cams(
-                model, layout, ids, {}, p.scales, p.flip, cpu, Path(out), p.batch_size
+                model,
+                layout,
+                ids,
+                sweeps={},
+                scales=p.scales,
+                flip=p.flip,
+                device=cpu,
+                out_dir=Path(out),
+                batch_size=p.batch_size,
             )
         )
     inputs = []  # the same batches of images of one size (cam.batch_size), scales and flips
@@ -141,7 +154,14 @@ def refine_ratio(config: dict, layout: VOCLayout, ids: list[str], data: Path, th
     with tempfile.TemporaryDirectory() as out:
         full = _timed(
             lambda: label_split(
-                layout, ids, set(ids), source, Path(out), label, p.workers, "refine"
+                layout,
+                ids,
+                set(ids),
+                cam_dir=source,
+                out_dir=Path(out),
+                labeller=label,
+                workers=p.workers,
+                description="refine",
             )
         )
     crf = DenseCRF(**p.crf.model_dump())  # the CRF the refine labeller runs

@@ -6,7 +6,7 @@ temporary folder. A training epoch is the difference between a 2-epoch and a 1-e
 start-up, validation and writing cancel out); the CRF is the whole refine stage (tuning sweep
 and labelling, one CRF worker per process) against the same stage in one process, and against
 one process with as many CRF workers. Threads: one process gets every core, N processes share
-them out (``destseg.distributed.cpu_threads``).
+them out (``destseg.runtime.distributed.cpu_threads``).
 
     python benchmarks/process_scaling.py [--nproc 2]
 

@@ -25,12 +25,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.crf import DenseCRF
-from destseg.models.checkpoint import load_model
-from destseg.propagation import propagate_cams
-from destseg.pseudo_mask import crf_pseudo_mask, label_split, threshold_pseudo_mask
-from destseg.random_walk import NORMALIZATIONS
-from destseg.voc import VOCLayout
+from destseg.affinity.propagation import propagate_cams
+from destseg.affinity.walk import NORMALIZATIONS
+from destseg.dataset.layout import VOCLayout
+from destseg.models.affinity_net import AffinityNet
+from destseg.models.model_file import load_model
+from destseg.refine.crf import DenseCRF
+from destseg.refine.labellers import crf_pseudo_mask, threshold_pseudo_mask
+from destseg.refine.labelling import label_split
 
 THRESHOLDS = np.round(np.arange(0.10, 0.901, 0.05), 2)
 
@@ -42,11 +44,11 @@ def sweep(layout, ids, cam_dir, labeller, workers) -> list[float]:
                 layout,
                 ids,
                 set(ids),
-                cam_dir,
-                Path(out),
-                partial(labeller, bg_threshold=t),
-                workers,
-                f"{t}",
+                cam_dir=cam_dir,
+                out_dir=Path(out),
+                labeller=partial(labeller, bg_threshold=t),
+                workers=workers,
+                description=f"{t}",
             )[0]["miou"]
             for t in THRESHOLDS
         ]
@@ -64,13 +66,20 @@ def main(
     workers = refine["workers"]
     crf = partial(crf_pseudo_mask, crf=DenseCRF(**refine["crf"]))
     rows = {"crf (CAMs)": sweep(layout, ids, data / "cam", crf, workers)}
-    model, _ = load_model(data / "train_aff" / "model.pt", "affinity", torch.device("cpu"))
+    model, _ = load_model(data / "train_aff" / "model.pt", AffinityNet, torch.device("cpu"))
     for normalize in NORMALIZATIONS:
         with tempfile.TemporaryDirectory() as walked:
             propagate_cams(
-                model, layout, ids, data / "cam", Path(walked), walk["beta"], walk["exp_times"],
-                normalize, torch.device("cpu"),
-            )  # fmt: skip
+                model,
+                layout,
+                ids,
+                cam_dir=data / "cam",
+                out_dir=Path(walked),
+                beta=walk["beta"],
+                exp_times=walk["exp_times"],
+                normalize=normalize,
+                device=torch.device("cpu"),
+            )
             rows[f"affinity, {normalize}"] = sweep(
                 layout, ids, Path(walked), threshold_pseudo_mask, workers
             )

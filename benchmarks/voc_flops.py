@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.models.affinity import AffinityNet
+from destseg.models.affinity_net import AffinityNet
 from destseg.models.classifier import Classifier
 from destseg.models.freezing import freeze_backbone
 from destseg.models.segmenter import Segmenter

@@ -17,7 +17,7 @@ per experiment); `<out>` is
 `data/ablation` for the destruction study and `data/refine_methods` for the refinement one.
 
 On the synthetic data, `profile` adds where each experiment's CAM is strong (part, body,
-background: :mod:`destseg.cam_profile`), read from the experiment's commit and DVC's cache, into
+background: :mod:`destseg.cam.profile`), read from the experiment's commit and DVC's cache, into
 `data/ablation_profile.md` (mean ± std per variant) and `data/ablation_profile_runs.csv`:
 
     python scripts/ablation.py profile
@@ -285,10 +285,10 @@ def experiment_profile(rev: str) -> dict[str, float]:
     measure (``part CAM``, ``part share``, ...)."""
     from dvc.api import DVCFileSystem
 
-    from destseg.cam_profile import REGIONS, region_profile
-    from destseg.cam_store import load_cam
-    from destseg.ids import check_id
-    from destseg.synthetic import SyntheticSpec
+    from destseg.cam.profile import REGIONS, region_profile
+    from destseg.cam.store import load_cam
+    from destseg.dataset.ids import check_id
+    from destseg.dataset.sources.synthetic import SyntheticSpec
 
     fs = DVCFileSystem(".", rev=rev)
     config = yaml.safe_load(fs.read_text("params.yaml"))

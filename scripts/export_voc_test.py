@@ -29,20 +29,16 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.device import resolve_device, resolve_precision
-from destseg.files import atomic_path
-from destseg.ids import read_id_list
-from destseg.inference import export_predictions
-from destseg.models.checkpoint import load_model
-from stages.common import (
-    ParamsOption,
-    StageError,
-    read_params,
-    read_run,
-    reported,
-    require,
-)
-from stages.params import EvaluateParams
+from destseg.dataset.ids import read_id_list
+from destseg.evaluation.inference import export_predictions
+from destseg.models.model_file import load_model
+from destseg.models.segmenter import Segmenter
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.files import atomic_path
+from stages.cli import ParamsOption, StageError, reported, require
+from stages.params.evaluate import EvaluateParams
+from stages.params.reader import read_params
+from stages.params.run import read_run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -87,7 +83,7 @@ def main(
     run = read_run(params)
     device = resolve_device(run.device)
     paths = image_files(images, id_list)
-    model, _ = load_model(model_path, "segmenter", device)
+    model, _ = load_model(model_path, Segmenter, device)
     amp = resolve_precision(run.amp, device)
     amp.place(model)
     results = out / "results"

@@ -10,25 +10,20 @@ from typing import Annotated
 import torch
 import typer
 
-from destseg.crf import DenseCRF
-from destseg.distributed import process_group, shared_directory
-from destseg.files import empty_directory, write_json
-from destseg.pseudo_mask import confident_labels, label_split
-from destseg.voc import VOCLayout
-from stages.common import (
-    CamsOption,
-    DatasetOption,
-    MetricsOption,
-    ParamsOption,
-    cam_ids,
-    read_dist,
-    read_params,
-    read_splits,
-    reported,
-    require,
-    run_in_workers,
-)
-from stages.params import AFFINITY_METHODS, AffLabelsParams, RefineMethodParams
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.splits import cam_ids
+from destseg.refine.crf import DenseCRF
+from destseg.refine.labellers import confident_labels
+from destseg.refine.labelling import label_split
+from destseg.runtime.distributed import process_group, shared_directory
+from destseg.runtime.files import empty_directory, write_json
+from stages.cli import CamsOption, DatasetOption, MetricsOption, ParamsOption, reported, require
+from stages.params.aff_labels import AffLabelsParams
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.refine_method import AFFINITY_METHODS, RefineMethodParams
+from stages.params.splits import read_splits
+from stages.torchrun import run_in_workers
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -52,7 +47,7 @@ def main(
     dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(cams, "CAM folder (run the make_cam stage)")
-    ids, scored = cam_ids(layout, splits)
+    ids, scored = cam_ids(layout, splits.train, splits.score_cams)
     if method not in AFFINITY_METHODS:
         print(f"aff_labels: refine.method is {method}: no affinity labels needed")
         empty_directory(out)
@@ -64,7 +59,15 @@ def main(
     labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
     with process_group(torch.device("cpu")) as world, shared_directory(out, world) as tmp:
         scores, _ = label_split(
-            layout, ids, scored, cams, tmp, labeller, p.workers, "aff_labels", world
+            layout,
+            ids,
+            scored,
+            cam_dir=cams,
+            out_dir=tmp,
+            labeller=labeller,
+            workers=p.workers,
+            description="aff_labels",
+            world=world,
         )
     if world.main:
         write_json(metrics, scores)

@@ -7,29 +7,29 @@ from typing import Annotated
 
 import typer
 
-from destseg.confusion_figure import save_confusion_figure
-from destseg.device import resolve_device, resolve_precision
-from destseg.distributed import process_group, shared_directory
-from destseg.files import atomic_path, write_json
-from destseg.inference import evaluate_segmenter
-from destseg.metrics import all_background, per_class_table, segmentation_scores
-from destseg.models.checkpoint import load_model
-from destseg.voc import VOCLayout
-from stages.common import (
+from destseg.dataset.layout import VOCLayout
+from destseg.evaluation.inference import evaluate_segmenter
+from destseg.evaluation.metrics import all_background, per_class_table, segmentation_scores
+from destseg.figures.confusion import save_confusion_figure
+from destseg.models.model_file import load_model
+from destseg.models.segmenter import Segmenter
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.distributed import process_group, shared_directory
+from destseg.runtime.files import atomic_path, write_json
+from stages.cli import (
     DatasetOption,
     MetricsOption,
     ParamsOption,
     SegmenterOption,
-    check_classes,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
-    run_in_workers,
 )
-from stages.params import EvaluateParams
+from stages.params.dist import read_dist
+from stages.params.evaluate import EvaluateParams
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
+from stages.torchrun import run_in_workers
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -62,13 +62,21 @@ def main(
         return
     with process_group(device) as world:
         device = world.local_device(device)
-        model, config = load_model(model_path, "segmenter", device)
+        model, _ = load_model(model_path, Segmenter, device, len(layout.classes))
         amp = resolve_precision(run.amp, device)
         amp.place(model)
-        check_classes(config, len(layout.classes), model_path, layout)
         ids = world.shard(layout.ids(splits.val))
         with shared_directory(predictions, world) as tmp, amp.autocast():
-            confusion = evaluate_segmenter(model, layout, ids, p.scales, p.flip, device, tmp)
+            confusion = evaluate_segmenter(
+                model,
+                layout,
+                ids,
+                scales=p.scales,
+                flip=p.flip,
+                device=device,
+                out_dir=tmp,
+                progress=world.main,
+            )
         confusion = world.sum(confusion)  # the processes' confusions merge, not predictions
         if not world.main:
             return

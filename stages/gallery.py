@@ -15,14 +15,15 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from destseg.cam_store import load_cam
-from destseg.device import resolve_device, resolve_precision
-from destseg.files import atomic_path
-from destseg.gallery import cam_overlay, figure, legend_for, mask_colours
-from destseg.inference import predict
-from destseg.models.checkpoint import load_model
-from destseg.voc import VOCLayout, load_image, load_mask
-from stages.common import (
+from destseg.cam.store import load_cam
+from destseg.dataset.layout import VOCLayout, load_image, load_mask
+from destseg.evaluation.inference import predict
+from destseg.figures.gallery import cam_overlay, figure, legend_for, mask_colours
+from destseg.models.model_file import load_model
+from destseg.models.segmenter import Segmenter
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.files import atomic_path
+from stages.cli import (
     AffLabelsOption,
     CamsOption,
     DatasetOption,
@@ -31,14 +32,13 @@ from stages.common import (
     PseudoMasksOption,
     SegmenterOption,
     StageError,
-    check_classes,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
 )
-from stages.params import GalleryParams
+from stages.params.gallery import GalleryParams
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -93,10 +93,12 @@ def main(
     require(cams, "CAM folder (run the make_cam stage)")
     require(pseudo_masks, "pseudo-mask folder (run the refine stage)")
     device = resolve_device(run.device)
-    model, config = load_model(
-        require(model_path, "segmenter (run the train_seg stage)"), "segmenter", device
+    model, _ = load_model(
+        require(model_path, "segmenter (run the train_seg stage)"),
+        Segmenter,
+        device,
+        len(layout.classes),
     )
-    check_classes(config, len(layout.classes), model_path, layout)
     amp = resolve_precision(run.amp, device)
     amp.place(model)
     classes = layout.classes

@@ -7,31 +7,28 @@ from typing import Annotated
 
 import typer
 
-from destseg.cam import ThresholdSweep, generate_cams
-from destseg.device import resolve_device, resolve_precision
-from destseg.distributed import process_group, shared_directory
-from destseg.files import atomic_path, write_json
-from destseg.metrics import all_background, foreground_precision_recall, segmentation_scores
-from destseg.models.checkpoint import load_model
-from destseg.tuning import best_threshold, candidates
-from destseg.voc import VOCLayout
-from stages.common import (
-    DatasetOption,
-    MetricsOption,
-    ParamsOption,
-    cam_ids,
-    check_classes,
-    check_mdc_scales,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
-    reported,
-    require,
-    run_in_workers,
-    tune_ids,
+from destseg.cam.generate import ThresholdSweep, generate_cams
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.splits import cam_ids, tuning_ids
+from destseg.evaluation.metrics import (
+    all_background,
+    foreground_precision_recall,
+    segmentation_scores,
 )
-from stages.params import CamParams
+from destseg.evaluation.thresholds import ThresholdPolicy, best_threshold
+from destseg.models.classifier import Classifier
+from destseg.models.model_file import load_model
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.distributed import process_group, shared_directory
+from destseg.runtime.files import atomic_path, write_json
+from stages.cli import DatasetOption, MetricsOption, ParamsOption, reported, require
+from stages.params.cam import CamParams
+from stages.params.cam_scales import check_mdc_scales
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
+from stages.torchrun import run_in_workers
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -57,32 +54,41 @@ def main(
     splits = read_splits(params)
     dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    ids, scored = cam_ids(layout, splits)
-    tune = tune_ids(layout, splits, "cam.threshold" if p.threshold == "auto" else None)
+    ids, scored = cam_ids(layout, splits.train, splits.score_cams)
+    policy = ThresholdPolicy("cam.threshold", p.threshold)
+    wanted_by = policy.param if policy.auto else None
+    tune = tuning_ids(layout, splits.train, splits.score_cams, splits.tune, wanted_by)
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return
     with process_group(device) as world:
         device = world.local_device(device)
-        model, config = load_model(model_path, "classifier", device)
+        num_classes = len(layout.classes)
+        model, config = load_model(model_path, Classifier, device, num_classes - 1)
         amp = resolve_precision(run.amp, device)
         amp.place(model)
-        num_classes = len(layout.classes)
-        check_classes(config, num_classes - 1, model_path, layout)
-        check_mdc_scales(config, p.scales, layout, ids)
-        fixed = None if p.threshold == "auto" else p.threshold
-        report, tuning = (ThresholdSweep(num_classes, candidates(fixed)) for _ in range(2))
+        check_mdc_scales(config, p.scales, layout.smallest_side(ids))
+        report, tuning = (ThresholdSweep(num_classes, policy.sweep()) for _ in range(2))
         sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
         with shared_directory(out, world) as tmp, amp.autocast():
             generate_cams(
-                model, layout, ids, sweeps, p.scales, p.flip, device, tmp, p.batch_size, world
+                model,
+                layout,
+                ids,
+                sweeps=sweeps,
+                scales=p.scales,
+                flip=p.flip,
+                device=device,
+                out_dir=tmp,
+                batch_size=p.batch_size,
+                world=world,
             )
         for sweep in (report, tuning):  # each process scored its shard
             sweep.confusions = world.sum(sweep.confusions)
         if not world.main:
             return
     table, tune_table = report.table(), tuning.table()
-    threshold = best_threshold(tune_table) if fixed is None else fixed
+    threshold, tuned = policy.choose(tune_table if tune else None)
     confusion = report.confusions[report.thresholds.index(threshold)]
     precision, recall = foreground_precision_recall(confusion)
     scores = {
@@ -94,17 +100,17 @@ def main(
         # The best point of the curve on the reported split: an oracle, not a result to report.
         "oracle_miou": float(table["miou"].max()),
         "oracle_threshold": best_threshold(table),
+        **tuned,
     }
     if tune:
-        scores["tune_miou"] = float(
-            tune_table.loc[tune_table["threshold"] == threshold, "miou"].iloc[0]
-        )
         table["tune_miou"] = tune_table["miou"]
     write_json(metrics, scores)
     with atomic_path(sweep_plot) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    chosen = "tuned on splits.tune" if fixed is None else "cam.threshold"
-    print(f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} ({chosen})")
+    print(
+        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} "
+        f"({policy.described()})"
+    )
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from typing import Annotated
 import typer
 from rich import print as rprint
 
-from destseg.download import Archive
-from destseg.files import atomic_path
-from destseg.folder_source import import_folder
-from destseg.synthetic import SyntheticSpec, write_dataset
-from destseg.voc import VOCLayout
-from stages.common import ParamsOption, StageError, read_params, reported
-from stages.params import DataParams
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.sources.download import Archive
+from destseg.dataset.sources.folder import import_folder
+from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
+from destseg.runtime.files import atomic_path
+from stages.cli import ParamsOption, StageError, reported
+from stages.params.data import DataParams
+from stages.params.reader import read_params
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -32,7 +33,7 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
         if not data.folder.root:
             raise StageError("params: data.folder.root: set it to the dataset folder")
         return import_folder(Path(data.folder.root), data.folder.classes, out)
-    from destseg import voc2012  # torchvision and scipy load only for this source
+    from destseg.dataset.sources import voc2012  # torchvision and scipy load only for this source
 
     v = data.voc2012
     voc = Archive(v.voc_url, voc2012.VOC_ARCHIVE.filename, v.voc_md5)

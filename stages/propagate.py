@@ -10,26 +10,27 @@ from typing import Annotated
 
 import typer
 
-from destseg.device import resolve_device, resolve_precision
-from destseg.distributed import process_group, shared_directory
-from destseg.files import empty_directory
-from destseg.models.checkpoint import load_model
-from destseg.propagation import propagate_cams
-from destseg.voc import VOCLayout
-from stages.common import (
+from destseg.affinity.propagation import propagate_cams
+from destseg.dataset.layout import VOCLayout
+from destseg.models.affinity_net import AffinityNet
+from destseg.models.model_file import load_model
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.distributed import process_group, shared_directory
+from destseg.runtime.files import empty_directory
+from stages.cli import (
     AFFINITY_MODEL_FILE,
     CamsOption,
     DatasetOption,
     ParamsOption,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
-    run_in_workers,
 )
-from stages.params import PropagateParams
+from stages.params.dist import read_dist
+from stages.params.propagate import PropagateParams
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
+from stages.torchrun import run_in_workers
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -65,13 +66,24 @@ def main(
         return
     with process_group(device) as world:
         device = world.local_device(device)
-        model, _ = load_model(model_path, "affinity", device)
+        model, _ = load_model(model_path, AffinityNet, device)
         amp = resolve_precision(run.amp, device)
         amp.place(model)
         ids = world.shard(layout.ids(splits.train))
         # autocast for the network only: the walk itself runs in float32
         with shared_directory(out, world) as tmp, amp.autocast():
-            propagate_cams(model, layout, ids, cams, tmp, p.beta, p.exp_times, p.normalize, device)
+            propagate_cams(
+                model,
+                layout,
+                ids,
+                cam_dir=cams,
+                out_dir=tmp,
+                beta=p.beta,
+                exp_times=p.exp_times,
+                normalize=p.normalize,
+                device=device,
+                progress=world.main,
+            )
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from dvclive import Live
 
-from destseg.data import VOCDataset
-from destseg.device import resolve_device, resolve_precision
-from destseg.distributed import process_group
-from destseg.models.checkpoint import build_model, save_model
+from destseg.dataset.torch_dataset import VOCDataset
 from destseg.models.freezing import freeze_backbone
-from destseg.training import (
+from destseg.models.model_file import Network, build_model, save_model
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.distributed import process_group
+from destseg.training.checkpoint import fingerprint
+from destseg.training.loop import (
     LossFn,
     Schedule,
     Validate,
@@ -21,19 +22,22 @@ from destseg.training import (
     fit,
     seed_everything,
 )
-from stages.common import fingerprint, run_in_workers
-from stages.params import DistParams, RunParams, TrainParams
+from stages.params.dist import DistParams
+from stages.params.run import RunParams
+from stages.params.train import TrainParams
+from stages.torchrun import run_in_workers
 
 
 def train_and_save(
-    kind: str,
+    network: Network,
     config: dict,
+    train_set: VOCDataset,
+    loss_fn: LossFn,
+    *,
     p: TrainParams,
     run: RunParams,
     dist: DistParams,
     module: str,
-    train_set: VOCDataset,
-    loss_fn: LossFn,
     inputs: list[Path],
     out: Path,
     checkpoint: Path,
@@ -62,7 +66,7 @@ def train_and_save(
     with process_group(device) as world:
         precision = resolve_precision(run.amp, world.local_device(device))
         seed_everything(run.seed)
-        model = build_model(kind, config, pretrained=p.pretrained)
+        model = build_model(network, config, pretrained=p.pretrained)
         freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
         optimizer = build_optimizer(
             p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum
@@ -83,21 +87,21 @@ def train_and_save(
                     logger.log_metric(name, value)
                 logger.next_step()
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                print(f"{kind} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
+                print(f"{network.KIND} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
 
             fit(
                 model,
                 train_set,
                 loss_fn,
-                optimizer,
-                schedule,
-                precision,
-                checkpoint,
-                digest,
+                optimizer=optimizer,
+                schedule=schedule,
+                precision=precision,
+                checkpoint=checkpoint,
+                fingerprint=digest,
                 validate=validate,
                 log=log_epoch,
                 world=world,
             )
         if world.main:
-            save_model(out, kind, config, model)
+            save_model(out, model, config)
             checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run

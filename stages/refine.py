@@ -19,36 +19,31 @@ from typing import Annotated
 import torch
 import typer
 
-from destseg.confusion_figure import save_confusion_figure
-from destseg.crf import DenseCRF
-from destseg.distributed import process_group, shared_directory
-from destseg.files import write_json
-from destseg.pseudo_mask import (
-    ThresholdLabeller,
-    crf_pseudo_mask,
-    label_split,
-    threshold_pseudo_mask,
-    threshold_sweep,
-)
-from destseg.tuning import best_threshold, candidates
-from destseg.voc import VOCLayout
-from stages.common import (
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.splits import cam_ids, tuning_ids
+from destseg.evaluation.thresholds import ThresholdPolicy
+from destseg.figures.confusion import save_confusion_figure
+from destseg.refine.crf import DenseCRF
+from destseg.refine.labellers import ThresholdLabeller, crf_pseudo_mask, threshold_pseudo_mask
+from destseg.refine.labelling import label_split, threshold_sweep
+from destseg.runtime.distributed import process_group, shared_directory
+from destseg.runtime.files import write_json
+from stages.cli import (
     CamsOption,
     DatasetOption,
     MetricsOption,
     ParamsOption,
     PropagatedOption,
     StageError,
-    cam_ids,
-    read_dist,
-    read_params,
-    read_splits,
     reported,
     require,
-    run_in_workers,
-    tune_ids,
 )
-from stages.params import AFFINITY_METHODS, RefineParams
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.refine import RefineParams
+from stages.params.refine_method import AFFINITY_METHODS
+from stages.params.splits import read_splits
+from stages.torchrun import run_in_workers
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -61,12 +56,12 @@ def labeller(p: RefineParams) -> ThresholdLabeller:
     return partial(crf_pseudo_mask, crf=crf, min_confidence=p.min_confidence)
 
 
-def threshold_param(p: RefineParams) -> tuple[str, float | str]:
-    """The name and value of the background threshold ``p.method`` uses: against the CAMs
-    (crf) or against the propagated CAMs (affinity methods)."""
+def threshold_policy(p: RefineParams) -> ThresholdPolicy:
+    """The background threshold ``p.method`` uses: against the CAMs (crf) or against the
+    propagated CAMs (affinity methods)."""
     if p.method in AFFINITY_METHODS:
-        return "refine.propagated_bg_threshold", p.propagated_bg_threshold
-    return "refine.bg_threshold", p.bg_threshold
+        return ThresholdPolicy("refine.propagated_bg_threshold", p.propagated_bg_threshold)
+    return ThresholdPolicy("refine.bg_threshold", p.bg_threshold)
 
 
 @app.command()
@@ -90,7 +85,7 @@ def main(
     splits = read_splits(params)
     dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
-    ids, scored = cam_ids(layout, splits)
+    ids, scored = cam_ids(layout, splits.train, splits.score_cams)
     if p.method in AFFINITY_METHODS:
         source = require(propagated, "propagated CAM folder (run the propagate stage)")
         missing = [i for i in ids if not (source / f"{i}.npz").is_file()]
@@ -102,38 +97,47 @@ def main(
             )
     else:
         source = require(cams, "CAM folder (run the make_cam stage)")
-    name, value = threshold_param(p)
-    fixed = None if value == "auto" else value
-    tune = tune_ids(layout, splits, name if fixed is None else None)
+    policy = threshold_policy(p)
+    wanted_by = policy.param if policy.auto else None
+    tune = tuning_ids(layout, splits.train, splits.score_cams, splits.tune, wanted_by)
     if run_in_workers(dist.nproc, __spec__.name):
         return
     label = labeller(p)
-    tuned = {}
     # the CRF runs on the CPU: gloo between the processes, each with its p.workers
     with process_group(torch.device("cpu")) as world:
+        # auto runs every candidate on the tuning images; a number is only scored there
+        tuning = None
         if tune:
-            # auto runs every candidate on the tuning images; a number is only scored there
-            grid = candidates() if fixed is None else [fixed]
-            table = threshold_sweep(
-                layout, tune, source, label, grid, p.workers, "refine: tuning", world
+            tuning = threshold_sweep(
+                layout,
+                tune,
+                cam_dir=source,
+                labeller=label,
+                thresholds=policy.tuning_sweep(),
+                workers=p.workers,
+                description="refine: tuning",
+                world=world,
             )
-            threshold = best_threshold(table) if fixed is None else fixed
-            tuned = {"tune_miou": float(table.loc[table["threshold"] == threshold, "miou"].iloc[0])}
-        else:
-            threshold = fixed
+        threshold, tuned = policy.choose(tuning)
         with shared_directory(out, world) as tmp:
             scores, counts = label_split(
-                layout, ids, scored, source, tmp, partial(label, bg_threshold=threshold),
-                p.workers, "refine", world,
-            )  # fmt: skip
+                layout,
+                ids,
+                scored,
+                cam_dir=source,
+                out_dir=tmp,
+                labeller=partial(label, bg_threshold=threshold),
+                workers=p.workers,
+                description="refine",
+                world=world,
+            )
     if not world.main:
         return
     write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
     save_confusion_figure(confusion, counts, layout.classes)
-    chosen = "tuned on splits.tune" if fixed is None else name
     print(
         f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f} at background threshold "
-        f"{threshold} ({chosen})"
+        f"{threshold} ({policy.described()})"
     )
 
 

@@ -12,27 +12,28 @@ from typing import Annotated
 
 import typer
 
-from destseg.affinity import affinity_scores, training_pairs
-from destseg.data import VOCDataset, train_transform
-from destseg.device import resolve_device
-from destseg.files import empty_directory, write_json
-from destseg.pairs import affinity_loss
-from destseg.voc import VOCLayout
-from stages.common import (
+from destseg.affinity.pairs import affinity_loss, training_pairs
+from destseg.affinity.validation import affinity_scores
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.torch_dataset import VOCDataset, train_transform
+from destseg.models.affinity_net import AffinityNet
+from destseg.runtime.device import resolve_device
+from destseg.runtime.files import empty_directory, write_json
+from stages.cli import (
     AFFINITY_MODEL_FILE,
     AffLabelsOption,
     CheckpointOption,
     DatasetOption,
     LiveDirOption,
     ParamsOption,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
 )
-from stages.params import AffParams
+from stages.params.aff import AffParams
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
 from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -94,14 +95,14 @@ def main(
     # model.pt is the folder's only file, written atomically (by one process of several)
     out.mkdir(parents=True, exist_ok=True)
     train_and_save(
-        "affinity",
+        AffinityNet,
         config,
-        p,
-        run,
-        dist,
-        __spec__.name,
         train_set,
         partial(pair_loss, radius=p.radius),
+        p=p,
+        run=run,
+        dist=dist,
+        module=__spec__.name,
         inputs=[
             *(layout.image_path(i) for i in train_ids),
             *(aff_labels / f"{i}.png" for i in train_ids),

@@ -8,25 +8,26 @@ from typing import Annotated
 import torch.nn.functional as F
 import typer
 
-from destseg.data import VOCDataset, train_transform
-from destseg.device import resolve_device
-from destseg.inference import classify
-from destseg.metrics import multilabel_scores
-from destseg.voc import VOCLayout
-from stages.common import (
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.torch_dataset import VOCDataset, train_transform
+from destseg.evaluation.inference import classify
+from destseg.evaluation.metrics import multilabel_scores
+from destseg.models.classifier import Classifier
+from destseg.runtime.device import resolve_device
+from stages.cli import (
     CheckpointOption,
     DatasetOption,
     LiveDirOption,
     ParamsOption,
-    check_mdc_scales,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
 )
-from stages.params import CamScalesParams, ClsParams
+from stages.params.cam_scales import CamScalesParams, check_mdc_scales
+from stages.params.cls import ClsParams
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.splits import read_splits
 from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -69,16 +70,17 @@ def main(
         "output_stride": p.output_stride,
         **p.variant(),
     }
-    check_mdc_scales(config, cam_scales, layout, train_ids)  # before hours of training, not after
+    # before hours of training, not after
+    check_mdc_scales(config, cam_scales, layout.smallest_side(train_ids))
     train_and_save(
-        "classifier",
+        Classifier,
         config,
-        p,
-        run,
-        dist,
-        __spec__.name,
         train_set,
         multilabel_loss,
+        p=p,
+        run=run,
+        dist=dist,
+        module=__spec__.name,
         inputs=[layout.root / "labels.json", *(layout.image_path(i) for i in train_ids)],
         out=out,
         checkpoint=checkpoint,

@@ -8,22 +8,23 @@ from typing import Annotated
 import torch.nn.functional as F
 import typer
 
-from destseg.data import VOCDataset, train_transform
-from destseg.voc import IGNORE_INDEX, VOCLayout
-from stages.common import (
+from destseg.dataset.layout import IGNORE_INDEX, VOCLayout
+from destseg.dataset.torch_dataset import VOCDataset, train_transform
+from destseg.models.segmenter import Segmenter
+from stages.cli import (
     CheckpointOption,
     DatasetOption,
     LiveDirOption,
     ParamsOption,
     PseudoMasksOption,
-    read_dist,
-    read_params,
-    read_run,
-    read_splits,
     reported,
     require,
 )
-from stages.params import SegParams
+from stages.params.dist import read_dist
+from stages.params.reader import read_params
+from stages.params.run import read_run
+from stages.params.seg import SegParams
+from stages.params.splits import read_splits
 from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -70,14 +71,14 @@ def main(
         "output_stride": p.output_stride,
     }
     train_and_save(
-        "segmenter",
+        Segmenter,
         config,
-        p,
-        run,
-        dist,
-        __spec__.name,
         train_set,
         segmentation_loss,
+        p=p,
+        run=run,
+        dist=dist,
+        module=__spec__.name,
         inputs=[
             *(layout.image_path(i) for i in train_ids),
             *(mask_dir / f"{i}.png" for i in train_ids),

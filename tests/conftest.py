@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from destseg.synthetic import SyntheticSpec, write_dataset  # noqa: E402
-from destseg.voc import VOCLayout  # noqa: E402
+from destseg.dataset.layout import VOCLayout  # noqa: E402
+from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset  # noqa: E402
 
 TINY = SyntheticSpec(num_classes=3, image_size=64, train_images=12, val_images=4)
 

@@ -12,9 +12,9 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from destseg.synthetic import SyntheticSpec, generate
-from destseg.voc import labels_from_mask
-from destseg.voc2012 import CLASSES
+from destseg.dataset.layout import labels_from_mask
+from destseg.dataset.sources.synthetic import SyntheticSpec, generate
+from destseg.dataset.sources.voc2012 import CLASSES
 
 VOC = "VOCdevkit/VOC2012"
 SBD = "benchmark_RELEASE/dataset"

@@ -1,1 +1,0 @@
-"""Networks: the ResNet encoder at a chosen output stride, the classifier and the segmenter."""

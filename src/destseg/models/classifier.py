@@ -19,11 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from destseg.destruction import PatchConv, destruct_batch
 from destseg.models.backbone import build_encoder
+from destseg.models.destruction import PatchConv, destruct_batch
 
 
 class Classifier(nn.Module):
+    KIND = "classifier"  # what model files call it
+
     def __init__(
         self,
         backbone: str,

@@ -20,6 +20,8 @@ from destseg.models.backbone import build_resnet, set_output_stride
 class Segmenter(nn.Module):
     """DeepLabV3 returning logits (N, C, H, W) at the input resolution."""
 
+    KIND = "segmenter"  # what model files call it
+
     def __init__(self, backbone: str, num_classes: int, pretrained: bool, output_stride: int):
         super().__init__()
         resnet = set_output_stride(build_resnet(backbone, pretrained), output_stride)

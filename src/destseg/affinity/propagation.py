@@ -1,0 +1,48 @@
+"""CAM propagation over a dataset: AffinityNet's affinities of each image, then the walk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.progress import track
+
+from destseg.affinity.walk import propagate_cam
+from destseg.cam.store import load_cam, save_cam
+from destseg.dataset.layout import VOCLayout, load_image
+from destseg.dataset.torch_dataset import image_to_tensor
+from destseg.models.affinity_net import AffinityNet
+
+
+@torch.no_grad()
+def propagate_cams(
+    model: AffinityNet,
+    layout: VOCLayout,
+    ids: Sequence[str],
+    *,
+    cam_dir: Path,
+    out_dir: Path,
+    beta: float,
+    exp_times: int,
+    normalize: str,
+    device: torch.device,
+    progress: bool = True,
+) -> None:
+    """Write the propagated CAMs of every image of ``ids`` to ``out_dir``, in the format of the
+    CAM files (same classes, image size, values in [0, 1]), so refinement reads either. The
+    network and the walk both run on ``device``; ``normalize`` as in :func:`propagate_cam`; a
+    progress bar with ``progress`` (the main process of several shows it)."""
+    model.eval()
+    for image_id in track(ids, description="propagate", disable=not progress):
+        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
+        affinity = model(image[None])[0].float()
+        classes, cam = load_cam(cam_dir / f"{image_id}.npz")
+        cam = torch.from_numpy(cam).to(device)
+        # float32 whatever the caller's autocast: powers of a transition matrix lose too much
+        # in bf16 or fp16
+        with torch.autocast(device.type, enabled=False):
+            walked = propagate_cam(
+                cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
+            )
+        save_cam(out_dir / f"{image_id}.npz", classes, walked.cpu().numpy())

@@ -1,0 +1,167 @@
+"""The PASCAL VOC folder layout that every dataset source produces and every stage reads.
+
+    <root>/JPEGImages/<id>.jpg            RGB images
+    <root>/SegmentationClass/<id>.png     palette PNGs: class index per pixel, 255 = ignore
+    <root>/ImageSets/Segmentation/<split>.txt   one image id per line
+    <root>/classes.json                   class names, background first
+    <root>/labels.json                    image-level labels: {id: [class name, ...]}
+
+Class index 0 is the background; image-level labels never contain it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from destseg.dataset.ids import check_id, read_id_list
+
+IGNORE_INDEX = 255
+# What PIL raises for a damaged file, depending on the format and the damage.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class ImageFileError(ValueError):
+    """An image or mask file that cannot be decoded; the message names it."""
+
+
+def voc_palette() -> list[int]:
+    """The standard VOC colour map (bit-interleaved RGB for 256 indices), flattened for PIL."""
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette.extend((r, g, b))
+    return palette
+
+
+_PALETTE = voc_palette()
+
+
+def save_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Save a label map (H, W) of uint8 class indices as a VOC palette PNG."""
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette(_PALETTE)
+    image.save(path, optimize=False)
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Load a label map: the palette indices of a 'P' PNG (or the values of an 'L' PNG)."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in ("P", "L"):
+                return np.array(image, dtype=np.uint8)
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable mask ({_describe(err)})") from None
+    raise ImageFileError(f"{path}: a mask must be a palette or greyscale PNG, got mode {mode}")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Load an image as an (H, W, 3) uint8 RGB array, decoded completely."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image, from its header only."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except DECODE_ERRORS as err:
+        raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    return str(err) or type(err).__name__
+
+
+@dataclass(frozen=True)
+class VOCLayout:
+    """Paths and metadata of one dataset in VOC layout."""
+
+    root: Path
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{check_id(image_id)}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / "SegmentationClass" / f"{check_id(image_id)}.png"
+
+    def split_path(self, split: str) -> Path:
+        return self.root / "ImageSets" / "Segmentation" / f"{check_id(split, 'list name')}.txt"
+
+    def split_names(self) -> list[str]:
+        """The names of the image lists the dataset has."""
+        return sorted(path.stem for path in self.split_path("x").parent.glob("*.txt"))
+
+    def ids(self, split: str) -> list[str]:
+        """The ids of list ``split``, checked (see :func:`destseg.dataset.ids.read_id_list`)."""
+        path = self.split_path(split)
+        if not path.is_file():
+            names = self.split_names()
+            hint = f"the dataset has {', '.join(names)}" if names else "run the prepare stage first"
+            raise FileNotFoundError(f"{path}: image list {split!r} not found ({hint})")
+        ids = read_id_list(path)
+        if not ids:
+            raise ValueError(f"{path}: the split list is empty")
+        return ids
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """Class names, background first."""
+        path = self.root / "classes.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: class list not found (run the prepare stage first)")
+        return json.loads(path.read_text())
+
+    @cached_property
+    def labels(self) -> dict[str, list[int]]:
+        """Image-level labels as sorted class indices (1..K, never the background)."""
+        path = self.root / "labels.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image-level labels not found (run prepare first)")
+        index = {name: i for i, name in enumerate(self.classes)}
+        raw = json.loads(path.read_text())
+        try:
+            return {k: sorted(index[name] for name in names) for k, names in raw.items()}
+        except KeyError as err:
+            raise ValueError(f"{path}: unknown class name {err.args[0]!r}") from None
+
+    def smallest_side(self, ids: Iterable[str]) -> int:
+        """The shorter side of the smallest image of ``ids``, from the image headers only."""
+        return min(min(image_size(self.image_path(image_id))) for image_id in ids)
+
+    def write_metadata(self, classes: list[str], labels: dict[str, list[int]]) -> None:
+        """Write classes.json and labels.json (labels given as class indices)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+        named = {k: [classes[i] for i in sorted(v)] for k, v in labels.items()}
+        (self.root / "labels.json").write_text(json.dumps(named, indent=1) + "\n")
+
+    def write_split(self, split: str, ids: list[str]) -> None:
+        path = self.split_path(split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{i}\n" for i in ids))
+
+
+def labels_from_mask(mask: np.ndarray) -> list[int]:
+    """Image-level labels of a label map: the foreground classes it contains."""
+    values = np.unique(mask)
+    return [int(v) for v in values if v != 0 and v != IGNORE_INDEX]

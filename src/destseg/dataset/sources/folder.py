@@ -1,0 +1,163 @@
+"""A dataset the user brings: any folder in VOC layout, checked up front, then copied in.
+
+    <root>/JPEGImages/<id>.jpg                 RGB (or greyscale) images
+    <root>/ImageSets/Segmentation/<list>.txt   one id per line; every list is copied
+    <root>/SegmentationClass/<id>.png          optional per image: palette or greyscale masks
+    <root>/Annotations/<id>.xml                optional per image: VOC XML objects
+
+Image-level labels come from the XML annotation where there is one, else from the mask, as the
+VOC tools do; an image with neither cannot be used. Every problem is found before anything is
+written and named with its file, so a broken dataset fails in seconds, not in the middle of
+training: ids are checked as file names (no ``../``), and every image and mask is decoded
+completely (a truncated JPEG opens fine and fails only when its pixels are read), in worker
+processes because that is most of the time on VOC.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from destseg.dataset.ids import IdError, read_id_list
+from destseg.dataset.layout import (
+    DECODE_ERRORS,
+    IGNORE_INDEX,
+    ImageFileError,
+    VOCLayout,
+    labels_from_mask,
+    load_mask,
+)
+from destseg.runtime.workers import parallel_map
+
+IMAGE_MODES = ("RGB", "L")
+
+
+class DatasetError(ValueError):
+    """The folder is not a usable VOC-layout dataset; the message names the file."""
+
+
+def labels_from_xml(path: Path, classes: list[str]) -> list[int]:
+    """The class indices of the objects in a VOC XML annotation (difficult ones included)."""
+    try:
+        names = [obj.findtext("name", "").strip() for obj in ET.parse(path).iter("object")]
+    except ET.ParseError as err:
+        raise DatasetError(f"{path}: not valid XML ({err})") from None
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({n for n in names if n not in index})
+    if unknown:
+        raise DatasetError(f"{path}: unknown class names {unknown}; known: {classes[1:]}")
+    return sorted({index[n] for n in names if index[n] != 0})
+
+
+def read_lists(root: Path) -> dict[str, list[str]]:
+    """Every ``ImageSets/Segmentation/*.txt`` of ``root``, by list name."""
+    folder = root / "ImageSets" / "Segmentation"
+    files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+    if not files:
+        raise DatasetError(f"{folder}: no image lists (<name>.txt, one image id per line)")
+    lists = {}
+    for file in files:
+        try:
+            ids = read_id_list(file)
+        except IdError as err:
+            raise DatasetError(str(err)) from None
+        if not ids:
+            raise DatasetError(f"{file}: the list is empty")
+        lists[file.stem] = ids
+    return lists
+
+
+def check_image(path: Path) -> tuple[int, int]:
+    """The (width, height) of an RGB or greyscale image whose every pixel decodes."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: image not found")
+    try:
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+            image.load()
+    except DECODE_ERRORS as err:
+        raise DatasetError(f"{path}: not a readable image ({err})") from None
+    if mode not in IMAGE_MODES:
+        raise DatasetError(f"{path}: image mode {mode}; expected one of {', '.join(IMAGE_MODES)}")
+    return size
+
+
+def check_mask(path: Path, size: tuple[int, int], num_classes: int) -> np.ndarray:
+    """A mask of the image's size whose values are class indices or 255 (ignore)."""
+    try:
+        mask = load_mask(path)
+    except ImageFileError as err:  # already names the file
+        raise DatasetError(str(err)) from None
+    if mask.shape != (size[1], size[0]):
+        raise DatasetError(
+            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {size[0]}x{size[1]}"
+        )
+    values = np.unique(mask)
+    unknown = [int(v) for v in values if v >= num_classes and v != IGNORE_INDEX]
+    if unknown:
+        raise DatasetError(
+            f"{path}: label values {unknown} are not class indices 0..{num_classes - 1} or 255"
+        )
+    return mask
+
+
+def image_labels(image_id: str, root: Path, classes: list[str]) -> list[int]:
+    """Check one image (and its mask and XML, where present); return its image-level labels."""
+    layout = VOCLayout(root)
+    size = check_image(layout.image_path(image_id))
+    mask_path, xml_path = layout.mask_path(image_id), root / "Annotations" / f"{image_id}.xml"
+    mask = check_mask(mask_path, size, len(classes)) if mask_path.is_file() else None
+    if xml_path.is_file():
+        return labels_from_xml(xml_path, classes)
+    if mask is not None:
+        return labels_from_mask(mask)
+    raise DatasetError(f"{mask_path}: no mask and no {xml_path.name}: no labels for it")
+
+
+def scan(
+    root: Path, classes: list[str], workers: int | None = None
+) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """Validate ``root``; return its lists and the image-level labels of every listed image.
+
+    The images are checked in ``workers`` processes (default: one per CPU); whatever their
+    number, the first bad image in id order is the one reported.
+    """
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise DatasetError(f"classes: need background and one class or more, unique: {classes}")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    lists = read_lists(root)
+    ids = sorted({i for ids in lists.values() for i in ids})
+    job = partial(image_labels, root=root, classes=classes)
+    workers = workers or os.cpu_count() or 1
+    checked = parallel_map(job, ids, workers, "checking images", ordered=True)
+    return lists, dict(zip(ids, checked, strict=True))
+
+
+def import_folder(
+    root: Path, classes: list[str], out: VOCLayout, move: bool = False
+) -> dict[str, int]:
+    """Validate ``root`` and write it into ``out``; return the size of every list.
+
+    Files are copied, so that nothing done to the user's folder later can change a dataset DVC
+    has cached; ``move`` is for a scratch folder built by a download (no second copy of VOC).
+    """
+    place = shutil.move if move else shutil.copyfile
+    lists, labels = scan(root, classes)
+    source = VOCLayout(root)
+    for sub in ("JPEGImages", "SegmentationClass"):
+        (out.root / sub).mkdir(parents=True, exist_ok=True)
+    for image_id in labels:
+        place(source.image_path(image_id), out.image_path(image_id))
+        if source.mask_path(image_id).is_file():
+            place(source.mask_path(image_id), out.mask_path(image_id))
+    for name, ids in lists.items():
+        out.write_split(name, ids)
+    out.write_metadata(classes, labels)
+    return {name: len(ids) for name, ids in lists.items()}

@@ -1,0 +1,65 @@
+"""Model files that carry their own architecture, so later stages rebuild the exact network.
+
+A model file holds ``kind`` (the network class's ``KIND``: classifier, segmenter or affinity),
+the ``config`` the network was built with, and the weights. Loading rebuilds the network from
+the stored config, never from the current params, and a file of the wrong kind or with
+mismatched weights is a clear error. Callers name the network class they expect, so a stage
+imports (and depends on) only the network it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from destseg.runtime import torch_files
+
+# A network class with a KIND (Classifier, Segmenter, AffinityNet), built from its config.
+Network = type[nn.Module]
+
+
+def build_model(network: Network, config: dict[str, Any], pretrained: bool = False) -> nn.Module:
+    return network(**config, pretrained=pretrained)
+
+
+def save_model(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
+    """Write ``model``'s weights with its kind and the ``config`` it was built from."""
+    state = {"kind": model.KIND, "config": config, "state_dict": model.state_dict()}
+    torch_files.save(state, path)
+
+
+def load_model(
+    path: Path, network: Network, device: torch.device, num_classes: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The ``network`` stored at ``path`` in eval mode on ``device``, and its config; with
+    ``num_classes``, refused unless it predicts that many classes (a model trained on another
+    dataset would otherwise fail deep inside torch, or silently mislabel)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: model file not found (run the stage that trains it)")
+    state = torch_files.load(path, map_location=device)
+    kind = network.KIND
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: expected a {kind} model file, found {found!r}")
+    config = state.get("config")
+    found_classes = config.get("num_classes") if isinstance(config, dict) else num_classes
+    if num_classes is not None and found_classes != num_classes:
+        raise ValueError(
+            f"{path}: the model predicts {found_classes} classes, the dataset needs "
+            f"{num_classes}: it was trained on another dataset (rerun its training stage)"
+        )
+    try:
+        model = build_model(network, state["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a valid {kind} configuration ({err})") from None
+    try:
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        first = str(err).splitlines()[0]
+        raise ValueError(
+            f"{path}: weights do not fit a {kind} {state['config']}: {first}"
+        ) from None
+    return model.to(device).eval(), state["config"]

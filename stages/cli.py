@@ -1,0 +1,104 @@
+"""The command-line shell every stage shares: its option types, its one-line errors and exit
+codes, and the check that an input exists."""
+
+from __future__ import annotations
+
+import os
+import signal
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+# Options that several stages share; each stage gives the default path that dvc.yaml uses.
+ParamsOption = Annotated[
+    Path, typer.Option("--params", help="The params file to read.", dir_okay=False)
+]
+DatasetOption = Annotated[Path, typer.Option(help="Dataset folder (VOC layout).")]
+MetricsOption = Annotated[Path, typer.Option(help="Metrics JSON to write.")]
+CheckpointOption = Annotated[Path, typer.Option(help="Resumable checkpoint (scratch).")]
+LiveDirOption = Annotated[Path, typer.Option(help="DVCLive folder: metrics and plots.")]
+# The folders and files one stage writes and later ones read, named alike in every stage.
+CamsOption = Annotated[Path, typer.Option(help="Folder of CAM files.")]
+AffLabelsOption = Annotated[Path, typer.Option(help="Folder of affinity label PNGs.")]
+PropagatedOption = Annotated[Path, typer.Option(help="Folder of propagated CAM files.")]
+PseudoMasksOption = Annotated[Path, typer.Option(help="Folder of pseudo-masks.")]
+SegmenterOption = Annotated[Path, typer.Option("--model", help="Segmenter model file.")]
+
+# train_aff writes its model under this name in its folder; an empty folder means no affinity.
+AFFINITY_MODEL_FILE = "model.pt"
+
+
+class StageError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), raised like Ctrl-C so that the same clean-up runs."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _message(err: BaseException) -> str:
+    """The one line to show for ``err``. An error in a DataLoader worker comes back with the
+    worker's traceback in its message; its last line is the original error."""
+    message = str(err)
+    if "\nOriginal Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
+def reported(main: Callable) -> Callable:
+    """Turn the expected failures of a stage into one line on stderr and exit status 1, an
+    interrupt (Ctrl-C, SIGTERM) into one line and status 130 or 143 after the outputs' temporary
+    files are removed, and warnings into one line each.
+
+    Set DESTSEG_DEBUG=1 to get the full traceback instead.
+    """
+
+    @wraps(main)
+    def wrapper(*args, **kwargs):
+        debug = bool(os.environ.get("DESTSEG_DEBUG"))
+        console = Console(stderr=True)
+        # Process-wide settings, put back afterwards for callers that run stages in-process.
+        previous = warnings.formatwarning, signal.getsignal(signal.SIGTERM)
+        if not debug:
+            warnings.formatwarning = _one_line_warning
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return main(*args, **kwargs)
+        except (StageError, OSError, ValueError, FloatingPointError) as err:
+            if debug:
+                raise
+            console.print(f"[bold red]error:[/] {_message(err)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt as interrupt:
+            if debug:
+                raise
+            console.print("[bold red]interrupted[/]: outputs left as they were", highlight=False)
+            signum = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+            raise typer.Exit(128 + signum) from None
+        finally:
+            warnings.formatwarning = previous[0]
+            signal.signal(signal.SIGTERM, previous[1])
+
+    return wrapper
+
+
+def require(path: Path, what: str) -> Path:
+    """``path`` if it exists, else a StageError saying which stage makes it."""
+    if not path.exists():
+        raise StageError(f"{path}: {what} not found")
+    return path
+

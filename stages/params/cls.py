@@ -1,0 +1,59 @@
+"""Section ``cls`` (stage train_cls): the classifier and its destruction modules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool, model_validator
+
+from destseg.models.backbone import feature_size
+from stages.params.base import Probability, Section
+from stages.params.train import TrainParams
+
+
+class LdmParams(Section):
+    """Low-Level Destruction Module: region confusion of the input image."""
+
+    enabled: StrictBool
+    grid: Annotated[int, Field(ge=1)]
+    k: Annotated[int, Field(ge=0)]
+    probability: Probability
+
+
+class MdcParams(Section):
+    """Mid-Level Distribution-and-Collection Module: patch-wise convolution of features."""
+
+    enabled: StrictBool
+    grid: Annotated[int, Field(ge=1)]
+    position: Literal[3, 4]
+    shared: StrictBool
+    activation: StrictBool
+
+
+class ClsParams(TrainParams):
+    ldm: LdmParams
+    mdc: MdcParams
+
+    @model_validator(mode="after")
+    def _modules_fit_the_crop(self) -> ClsParams:
+        if self.ldm.enabled and self.ldm.grid > self.crop_size:
+            raise ValueError(
+                f"ldm.grid ({self.ldm.grid}) is larger than crop_size ({self.crop_size}): the "
+                "LDM needs cells of at least one pixel"
+            )
+        if self.mdc.enabled:
+            mdc_side = feature_size(self.crop_size, self.output_stride, self.mdc.position)
+            if self.mdc.grid > mdc_side:
+                raise ValueError(
+                    f"mdc.grid ({self.mdc.grid}) is larger than the {mdc_side}x{mdc_side} "
+                    f"feature map the MDC sees on a crop of {self.crop_size} px (encoder stage "
+                    f"{self.mdc.position}, output_stride {self.output_stride})"
+                )
+        return self
+
+    def variant(self) -> dict:
+        """The destruction modules as the classifier takes them: settings, or None when off."""
+        return {
+            "ldm": self.ldm.model_dump(exclude={"enabled"}) if self.ldm.enabled else None,
+            "mdc": self.mdc.model_dump(exclude={"enabled"}) if self.mdc.enabled else None,
+        }

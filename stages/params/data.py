@@ -1,0 +1,57 @@
+"""Section ``data`` (stage prepare): the dataset source and its settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from stages.params.base import Probability, Section, Seed
+
+
+class SyntheticParams(Section):
+    num_classes: Annotated[int, Field(ge=1, le=254)]
+    image_size: Annotated[int, Field(ge=32)]
+    train_images: Annotated[int, Field(ge=1)]
+    val_images: Annotated[int, Field(ge=1)]
+    min_objects: Annotated[int, Field(ge=1)]
+    max_objects: Annotated[int, Field(ge=1)]
+    min_object_size: Annotated[float, Field(gt=0, le=1)]
+    max_object_size: Annotated[float, Field(gt=0, le=1)]
+    part_size: Annotated[float, Field(gt=0, le=1)]
+    part_offset: Annotated[float, Field(ge=0, le=0.5)]
+    body_thinness: Annotated[float, Field(gt=0, le=1)]
+    part_saliency: Probability
+    body_saliency: Probability
+    clutter: Probability
+    noise: Annotated[float, Field(ge=0)]
+    boundary_ignore: Annotated[int, Field(ge=0)]
+
+
+Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Url = Annotated[str, Field(pattern=r"^(https?|file)://")]
+
+
+class Voc2012Params(Section):
+    """Where the VOC 2012 and SBD archives come from (a mirror keeps the official MD5)."""
+
+    download_dir: str
+    voc_url: Url
+    voc_md5: Md5
+    sbd_url: Url
+    sbd_md5: Md5
+
+
+class FolderParams(Section):
+    """A VOC-layout folder the user brings, and its class names (background first)."""
+
+    root: str
+    classes: list[str]
+
+
+class DataParams(Section):
+    source: Literal["synthetic", "voc2012", "folder"]
+    seed: Seed
+    synthetic: SyntheticParams
+    voc2012: Voc2012Params
+    folder: FolderParams

@@ -1,0 +1,19 @@
+"""Section ``gallery`` (stage gallery): which images the gallery draws, and how large."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from stages.params.base import ImageId, Section, Seed
+
+
+class GalleryParams(Section):
+    """Which images the gallery draws (from ``splits.score_cams``) and how large."""
+
+    images: Annotated[int, Field(ge=1)]
+    seed: Seed
+    # A fixed list instead of a seeded sample (each must be in splits.score_cams).
+    ids: list[ImageId] = Field(default_factory=list)
+    size: Annotated[int, Field(ge=32, le=1024)]

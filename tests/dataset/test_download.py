@@ -1,0 +1,145 @@
+"""Downloads against a local HTTP server, and the checks of archive extraction."""
+
+import hashlib
+import io
+import tarfile
+
+import pytest
+from http_server import LocalServer, Served
+
+from destseg.dataset.sources.download import (
+    Archive,
+    DownloadError,
+    UnsafeArchiveError,
+    extract,
+    fetch,
+    under,
+)
+
+PAYLOAD = bytes(range(256)) * 400  # 100 kB, not a multiple of the copy chunk
+
+
+def _archive(url: str, data: bytes = PAYLOAD) -> Archive:
+    return Archive(f"{url}/files/data.bin", "data.bin", hashlib.md5(data).hexdigest())
+
+
+def test_fetch_downloads_verifies_and_then_reuses(tmp_path):
+    served = Served(files={"/files/data.bin": PAYLOAD})
+    with LocalServer(served) as url:
+        path = fetch(_archive(url), tmp_path)
+        assert path.read_bytes() == PAYLOAD
+        assert fetch(_archive(url), tmp_path) == path
+    assert len(served.requests) == 1  # the verified file was not fetched again
+    assert not (tmp_path / "data.bin.part").exists()
+
+
+@pytest.mark.bad_input
+def test_fetch_resumes_after_a_cut_connection(tmp_path):
+    served = Served(files={"/files/data.bin": PAYLOAD}, cut_after={"/files/data.bin": 30_000})
+    with LocalServer(served) as url:
+        with pytest.raises(DownloadError, match="resume"):
+            fetch(_archive(url), tmp_path)
+        assert not (tmp_path / "data.bin").exists()  # nothing incomplete under the final name
+        assert (tmp_path / "data.bin.part").stat().st_size == 30_000
+        path = fetch(_archive(url), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert served.requests[-1] == ("/files/data.bin", "bytes=30000-")
+
+
+def test_fetch_starts_over_when_the_server_ignores_ranges(tmp_path):
+    served = Served(files={"/files/data.bin": PAYLOAD}, ignore_ranges=True)
+    (tmp_path / "data.bin.part").write_bytes(b"stale bytes")
+    with LocalServer(served) as url:
+        assert fetch(_archive(url), tmp_path).read_bytes() == PAYLOAD
+
+
+def test_a_complete_partial_file_is_verified_not_fetched_again(tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)  # killed between download and rename
+    served = Served(files={"/files/data.bin": PAYLOAD})
+    with LocalServer(served) as url:
+        assert fetch(_archive(url), tmp_path).read_bytes() == PAYLOAD
+    assert served.requests == [("/files/data.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+@pytest.mark.bad_input
+def test_a_wrong_checksum_is_rejected_and_removed(tmp_path):
+    served = Served(files={"/files/data.bin": PAYLOAD})
+    with LocalServer(served) as url:
+        archive = _archive(url, data=b"something else")
+        with pytest.raises(DownloadError, match=f"{archive.url}: MD5 .* does not match"):
+            fetch(archive, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.bad_input
+def test_an_existing_file_with_a_wrong_checksum_is_an_error(tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"corrupt")
+    with pytest.raises(DownloadError, match=r"data\.bin: MD5 mismatch"):
+        fetch(_archive("http://127.0.0.1:9"), tmp_path)
+
+
+@pytest.mark.bad_input
+def test_offline_names_the_url_and_where_to_put_the_file(tmp_path):
+    served = Served()
+    with LocalServer(served) as url:
+        pass  # the server is gone: connection refused
+    archive = _archive(url)
+    with pytest.raises(DownloadError) as err:
+        fetch(archive, tmp_path)
+    message = str(err.value)
+    assert archive.url in message and str(tmp_path / "data.bin") in message
+    assert archive.md5 in message
+
+
+@pytest.mark.bad_input
+def test_http_errors_name_the_url(tmp_path):
+    with LocalServer(Served()) as url, pytest.raises(DownloadError, match="HTTP 404"):
+        fetch(_archive(url), tmp_path)
+
+
+def _tar(tmp_path, members: dict[str, bytes], links: dict[str, str] = {}):  # noqa: B006
+    path = tmp_path / "archive.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path
+
+
+def test_extract_keeps_only_the_chosen_members(tmp_path):
+    archive = _tar(tmp_path, {"a/x/1.txt": b"1", "a/y.txt": b"2", "a/xz/3.txt": b"3"})
+    names = extract(archive, tmp_path / "out", under("a/x", "a/y.txt"))
+    assert sorted(names) == ["a/x/1.txt", "a/y.txt"]
+    assert (tmp_path / "out/a/x/1.txt").read_bytes() == b"1"
+    assert not (tmp_path / "out/a/xz").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("members", "links"),
+    [
+        ({"ok.txt": b"1", "../evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "a/../../evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "/tmp/evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1"}, {"link": "../../etc/passwd"}),
+    ],
+)
+def test_extract_refuses_members_that_leave_the_folder(tmp_path, members, links):
+    archive = _tar(tmp_path, members, links)
+    with pytest.raises(UnsafeArchiveError, match=r"archive\.tar\.gz"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+@pytest.mark.bad_input
+def test_extract_reports_a_file_that_is_not_a_tar(tmp_path):
+    path = tmp_path / "archive.tar"
+    path.write_bytes(b"not a tar")
+    with pytest.raises(DownloadError, match="not a readable tar archive"):
+        extract(path, tmp_path / "out")

@@ -1,0 +1,246 @@
+"""A VOC-layout folder of the user's: imported when valid, one clear error per invalid case."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT
+from PIL import Image
+from typer.testing import CliRunner
+
+from destseg.dataset.ids import DuplicateIdWarning
+from destseg.dataset.layout import VOCLayout, load_mask, save_mask
+from destseg.dataset.sources.folder import DatasetError, import_folder, labels_from_xml, scan
+from stages.prepare import app
+
+CLASSES = ["background", "cat", "dog"]
+
+
+def _folder(root):
+    """Four images: two with masks, two with XML annotations only (one with both)."""
+    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (8, 6), (i, 0, 0)).save(root / "JPEGImages" / f"im{i}.jpg")
+    save_mask(root / "SegmentationClass" / "im0.png", np.full((6, 8), 2, np.uint8))
+    mask = np.zeros((6, 8), np.uint8)
+    mask[0] = 255
+    mask[1:3] = 1
+    save_mask(root / "SegmentationClass" / "im1.png", mask)
+    for i, names in [(1, ["dog"]), (2, ["cat", "dog"]), (3, [])]:
+        objects = "".join(f"<object><name>{n}</name></object>" for n in names)
+        (root / "Annotations" / f"im{i}.xml").write_text(f"<annotation>{objects}</annotation>")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\nim2\nim3\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("im0\n")
+    return root
+
+
+def test_import_copies_the_listed_images_with_their_labels(tmp_path):
+    root = _folder(tmp_path / "src")
+    Image.new("RGB", (8, 6)).save(root / "JPEGImages" / "unlisted.jpg")
+    out = VOCLayout(tmp_path / "out")
+    assert import_folder(root, CLASSES, out) == {"train": 3, "val": 1}
+    # the XML wins over the mask (im1 has a cat in its mask, a dog in its annotation)
+    assert out.labels == {"im0": [2], "im1": [2], "im2": [1, 2], "im3": []}
+    assert out.classes == CLASSES
+    assert out.ids("train") == ["im1", "im2", "im3"]
+    assert sorted(p.name for p in (out.root / "JPEGImages").iterdir()) == [
+        "im0.jpg", "im1.jpg", "im2.jpg", "im3.jpg",
+    ]  # fmt: skip
+    assert np.array_equal(
+        load_mask(out.mask_path("im1")), load_mask(root / "SegmentationClass/im1.png")
+    )
+    assert (root / "JPEGImages" / "im0.jpg").exists()  # copied, not moved
+
+
+def test_labels_from_xml(tmp_path):
+    path = tmp_path / "a.xml"
+    path.write_text(
+        "<annotation><object><name> dog </name></object>"
+        "<object><name>cat</name></object><object><name>dog</name></object></annotation>"
+    )
+    assert labels_from_xml(path, CLASSES) == [1, 2]
+
+
+def _break_missing_image(root):
+    (root / "JPEGImages" / "im2.jpg").unlink()
+    return "JPEGImages/im2.jpg: image not found"
+
+
+def _break_unknown_label(root):
+    save_mask(root / "SegmentationClass" / "im0.png", np.full((6, 8), 7, np.uint8))
+    return r"SegmentationClass/im0.png: label values \[7\] are not class indices 0..2 or 255"
+
+
+def _break_empty_list(root):
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n")
+    return "ImageSets/Segmentation/val.txt: the list is empty"
+
+
+def _break_no_lists(root):
+    shutil.rmtree(root / "ImageSets")
+    return "ImageSets/Segmentation: no image lists"
+
+
+def _break_image_mode(root):
+    Image.new("CMYK", (8, 6)).save(root / "JPEGImages" / "im3.jpg")
+    return "JPEGImages/im3.jpg: image mode CMYK; expected one of RGB, L"
+
+
+def _break_mask_mode(root):
+    Image.new("RGB", (8, 6)).save(root / "SegmentationClass" / "im0.png")
+    return "SegmentationClass/im0.png: a mask must be a palette or greyscale PNG, got mode RGB"
+
+
+def _break_mask_size(root):
+    save_mask(root / "SegmentationClass" / "im0.png", np.zeros((5, 8), np.uint8))
+    return "SegmentationClass/im0.png: mask is 8x5, its image 8x6"
+
+
+def _break_no_labels(root):
+    (root / "ImageSets/Segmentation/val.txt").write_text("im0\nextra\n")
+    Image.new("RGB", (8, 6)).save(root / "JPEGImages" / "extra.jpg")
+    return "SegmentationClass/extra.png: no mask and no extra.xml"
+
+
+def _break_unknown_class(root):
+    (root / "Annotations" / "im3.xml").write_text(
+        "<annotation><object><name>cow</name></object></annotation>"
+    )
+    return r"Annotations/im3.xml: unknown class names \['cow'\]"
+
+
+def _break_unreadable_image(root):
+    (root / "JPEGImages" / "im1.jpg").write_bytes(b"not a jpeg")
+    return "JPEGImages/im1.jpg: not a readable image"
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _break_truncated_jpeg(root):
+    """The header is whole, so the image opens and reports its size; its pixels are cut."""
+    noise = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((80, 60)).save(root / "JPEGImages" / "im2.jpg", quality=95)
+    _truncate(root / "JPEGImages" / "im2.jpg")
+    return "JPEGImages/im2.jpg: not a readable image .image file is truncated"
+
+
+def _break_truncated_mask(root):
+    mask = np.random.default_rng(0).integers(0, 3, (6, 8), dtype=np.uint8)
+    save_mask(root / "SegmentationClass" / "im0.png", mask)
+    _truncate(root / "SegmentationClass" / "im0.png")
+    return "SegmentationClass/im0.png: not a readable mask"
+
+
+def _break_traversal_id(root):
+    """An id that climbs out of the dataset, to a file that exists there."""
+    Image.new("RGB", (8, 6)).save(root.parent / "outside.jpg")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\n../../outside\n")
+    return r"train.txt:2: image id '../../outside' is not a plain file name: it contains '/'"
+
+
+def _break_backslash_id(root):
+    (root / "ImageSets/Segmentation/val.txt").write_text("im0\n..\\..\\outside\n")
+    return r"val.txt:2: image id .* is not a plain file name"
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "breaks",
+    [
+        _break_missing_image, _break_unknown_label, _break_empty_list, _break_no_lists,
+        _break_image_mode, _break_mask_mode, _break_mask_size, _break_no_labels,
+        _break_unknown_class, _break_unreadable_image, _break_truncated_jpeg,
+        _break_truncated_mask, _break_traversal_id, _break_backslash_id,
+    ],
+)  # fmt: skip
+def test_invalid_folders_fail_before_writing_anything(tmp_path, breaks):
+    root = _folder(tmp_path / "src")
+    message = breaks(root)
+    with pytest.raises(DatasetError, match=message):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_first_bad_image_in_id_order_is_reported_whatever_the_workers(tmp_path, workers):
+    root = _folder(tmp_path / "src")
+    (root / "JPEGImages" / "im1.jpg").write_bytes(b"broken")
+    (root / "JPEGImages" / "im3.jpg").write_bytes(b"broken too")
+    with pytest.raises(DatasetError, match=r"im1\.jpg: not a readable image"):
+        scan(root, CLASSES, workers=workers)
+
+
+@pytest.mark.bad_input
+def test_repeated_ids_are_imported_once_with_a_warning(tmp_path):
+    root = _folder(tmp_path / "src")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\nim2\nim1\nim3\n")
+    out = VOCLayout(tmp_path / "out")
+    with pytest.warns(DuplicateIdWarning, match="train.txt: 1 repeated ids dropped"):
+        assert import_folder(root, CLASSES, out)["train"] == 3
+    assert out.ids("train") == ["im1", "im2", "im3"]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("classes", [["background"], ["background", "cat", "cat"]])
+def test_class_lists_are_checked(tmp_path, classes):
+    with pytest.raises(DatasetError, match="classes"):
+        import_folder(_folder(tmp_path / "src"), classes, VOCLayout(tmp_path / "out"))
+
+
+def _params(tmp_path, root, classes):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["source"] = "folder"
+    params["data"]["folder"] = {"root": str(root), "classes": classes}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_prepare_stage_imports_a_folder(tmp_path):
+    params = _params(tmp_path, _folder(tmp_path / "src"), CLASSES)
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert "prepare (folder): {'train': 3, 'val': 1} images, 2 classes" in result.output
+
+
+@pytest.mark.bad_input
+def test_prepare_stage_refuses_an_id_that_leaves_the_dataset(tmp_path):
+    """The id ../../outside made prepare copy <root>/../../outside.jpg into the dataset and write
+    outside the output folder; now it stops on the list, before reading or writing anything."""
+    root = _folder(tmp_path / "user" / "src")
+    Image.new("RGB", (8, 6)).save(tmp_path / "outside.jpg")
+    (root / "ImageSets/Segmentation/train.txt").write_text("im1\n../../outside\n")
+    out = tmp_path / "data" / "dataset"
+    params = _params(tmp_path, root, CLASSES)
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out)])
+    assert result.exit_code == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and f"{root}/ImageSets/Segmentation/train.txt:2" in errors[0]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before  # nothing written
+
+
+@pytest.mark.bad_input
+def test_prepare_stage_reports_a_broken_folder_in_one_line(tmp_path):
+    root = _folder(tmp_path / "src")
+    _break_unknown_label(root)
+    params = _params(tmp_path, root, CLASSES)
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "im0.png: label values [7]" in errors[0]
+    assert "Traceback" not in result.output and not (tmp_path / "d").exists()
+
+
+@pytest.mark.bad_input
+def test_prepare_stage_needs_a_folder_root(tmp_path):
+    params = _params(tmp_path, "", CLASSES)
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1 and "data.folder.root" in result.output

@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY
+from PIL import Image
+
+from destseg.dataset.layout import IGNORE_INDEX, VOCLayout, labels_from_mask, load_mask, voc_palette
+from destseg.dataset.sources.synthetic import TUNE_EVERY, SyntheticSpec, generate, write_dataset
+
+
+def test_same_seed_same_dataset_other_seed_other_dataset():
+    first = list(generate(TINY, seed=3))
+    again = list(generate(TINY, seed=3))
+    other = list(generate(TINY, seed=4))
+    for a, b in zip(first, again, strict=True):
+        assert a[:2] == b[:2]
+        np.testing.assert_array_equal(a[2], b[2])
+        np.testing.assert_array_equal(a[3], b[3])
+    assert any(not np.array_equal(a[2], c[2]) for a, c in zip(first, other, strict=True))
+
+
+def test_an_image_does_not_depend_on_the_number_of_images():
+    small = next(generate(TINY, seed=0))
+    bigger = next(generate(SyntheticSpec(**{**TINY.__dict__, "train_images": 50}), seed=0))
+    np.testing.assert_array_equal(small[2], bigger[2])
+
+
+def test_voc_layout_palette_and_splits(tiny_layout):
+    assert tiny_layout.classes == TINY.class_names()
+    train, val = tiny_layout.ids("train"), tiny_layout.ids("val")
+    assert len(train) == TINY.train_images and len(val) == TINY.val_images
+    assert not set(train) & set(val)
+    for image_id in train + val:
+        with Image.open(tiny_layout.image_path(image_id)) as image:
+            assert image.mode == "RGB" and image.size == (TINY.image_size, TINY.image_size)
+        with Image.open(tiny_layout.mask_path(image_id)) as mask:
+            assert mask.mode == "P"
+            assert mask.getpalette()[: 3 * 256] == voc_palette()
+        values = set(np.unique(load_mask(tiny_layout.mask_path(image_id))))
+        assert values <= set(range(TINY.num_classes + 1)) | {IGNORE_INDEX}
+
+
+def test_labels_are_the_classes_in_the_masks(tiny_layout):
+    raw = json.loads((tiny_layout.root / "labels.json").read_text())
+    for image_id, indices in tiny_layout.labels.items():
+        mask = load_mask(tiny_layout.mask_path(image_id))
+        assert indices == labels_from_mask(mask)
+        assert indices, "every image holds at least one object"
+        assert raw[image_id] == [tiny_layout.classes[i] for i in indices]
+
+
+def test_the_part_is_small_and_the_body_large():
+    """The property WSSS needs: the discriminative part covers a small share of the object."""
+    spec = SyntheticSpec(num_classes=2, image_size=96, train_images=20, val_images=1)
+    shares = []
+    for *_, mask, parts in generate(spec, 1):
+        objects = (mask > 0) & (mask != IGNORE_INDEX)
+        assert not (parts & (mask == 0)).any(), "parts lie on objects"
+        shares.append(parts.sum() / objects.sum())
+    assert 0.005 < np.mean(shares) < 0.1
+
+
+def test_parts_carry_their_class_colour_and_bodies_do_not():
+    spec = SyntheticSpec(num_classes=2, train_images=10, val_images=1, noise=0.0)
+    plain = SyntheticSpec(**{**spec.__dict__, "part_saliency": 0.0})
+    for (*_, image, _, parts), (*_, image_plain, _, _) in zip(
+        generate(spec, 2), generate(plain, 2), strict=True
+    ):
+        differs = np.abs(image.astype(int) - image_plain.astype(int)).sum(-1) > 0
+        np.testing.assert_array_equal(differs & ~parts, np.zeros_like(parts))
+
+
+def test_boundary_band_is_ignored():
+    mask = next(generate(SyntheticSpec(boundary_ignore=2, train_images=1), seed=0))[3]
+    assert (mask == IGNORE_INDEX).any()
+    mask = next(generate(SyntheticSpec(boundary_ignore=0, train_images=1), seed=0))[3]
+    assert not (mask == IGNORE_INDEX).any()
+
+
+def test_invalid_spec_names_the_knob():
+    with pytest.raises(ValueError, match="body_saliency"):
+        SyntheticSpec(body_saliency=2.0)
+
+
+def test_write_dataset_counts(tmp_path):
+    layout = VOCLayout(tmp_path)
+    counts = write_dataset(layout, TINY, seed=1)
+    tune = -(-TINY.train_images // TUNE_EVERY)
+    assert counts == {
+        "train": TINY.train_images,
+        "val": TINY.val_images,
+        "tune": tune,
+        "report": TINY.train_images - tune,
+    }
+    # tune and report split train in two: thresholds are never chosen on reported images
+    assert sorted(layout.ids("tune") + layout.ids("report")) == layout.ids("train")
+
+
+def _part_distance(part_offset: float) -> float:
+    """Mean distance from an object's centroid to its part's, in equivalent object radii."""
+    spec = SyntheticSpec(
+        num_classes=3, image_size=96, train_images=24, val_images=1, max_objects=1, clutter=0.0,
+        part_offset=part_offset,
+    )  # fmt: skip
+    distances = []
+    for _, _, _, mask, parts in generate(spec, seed=0):
+        objects = (mask > 0) & (mask != 255)
+        radius = np.sqrt(objects.sum() / np.pi)
+        centre = np.argwhere(objects).mean(0)
+        distances.append(np.linalg.norm(np.argwhere(parts).mean(0) - centre) / radius)
+    return float(np.mean(distances))
+
+
+def test_part_offset_puts_the_part_towards_one_end_of_the_body():
+    # offset 0: anywhere within 0.35 radii of the centre; 0.4: 0.4-0.75 radii along the long axis
+    assert _part_distance(0.0) < 0.3 < 0.45 < _part_distance(0.4)
+
+
+def test_body_thinness_makes_elongated_bodies():
+    def elongation(thinness: float) -> float:
+        """Mean ratio of the two principal axes of the objects (1: round)."""
+        spec = SyntheticSpec(
+            num_classes=3, image_size=96, train_images=16, val_images=1, max_objects=1,
+            clutter=0.0, body_thinness=thinness,
+        )  # fmt: skip
+        ratios = []
+        for _, _, _, mask, _ in generate(spec, seed=0):
+            points = np.argwhere((mask > 0) & (mask != 255)).astype(float)
+            variances = np.linalg.eigvalsh(np.cov(points.T))
+            ratios.append(np.sqrt(variances[0] / variances[1]))
+        return float(np.mean(ratios))
+
+    # aspect 0.6-1 by default; halved: 0.3-0.5 (borders cut by the image make it approximate)
+    assert elongation(1.0) > 0.65 and elongation(0.5) < 0.5

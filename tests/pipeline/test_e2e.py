@@ -1,0 +1,347 @@
+"""The real `dvc repro` on a tiny configuration, in a temporary copy of the repository."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY
+from PIL import Image
+from pipeline_repo import reproduce, run
+
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.sources.synthetic import write_dataset
+from destseg.evaluation.thresholds import candidates
+from destseg.figures.gallery import TITLE_HEIGHT
+from destseg.runtime.torch_files import load as torch_load
+
+# Small enough for CI, learnable enough that every stage must beat the all-background baseline:
+# bodies nearly as salient as parts, no clutter, and output stride 8 (at 16 a 64 px image gives
+# 4 x 4 maps). Measured: CAM 0.31, pseudo-masks 0.39, segmenter 0.27 against 0.16-0.18.
+TINY_PARAMS = {
+    "data.synthetic.num_classes": 3,
+    "data.synthetic.image_size": 64,
+    "data.synthetic.train_images": 24,
+    "data.synthetic.val_images": 6,
+    "data.synthetic.body_saliency": 0.9,
+    "data.synthetic.clutter": 0.0,
+    "cls.crop_size": 64,
+    "cls.batch_size": 4,
+    "cls.epochs": 8,
+    "cls.output_stride": 8,
+    "cam.scales": [1.0, 0.5],
+    "refine.method": "affinity+crf",  # every stage really runs
+    "aff.crop_size": 64,
+    "aff.batch_size": 4,
+    "aff.epochs": 6,
+    "propagate.exp_times": 4,
+    "seg.crop_size": 64,
+    "seg.batch_size": 4,
+    "seg.epochs": 8,
+    "seg.output_stride": 8,
+    "evaluate.scales": [1.0, 0.75],
+    "evaluate.flip": True,
+}
+# The user's-folder run checks plumbing, not quality: one or two epochs.
+PLUMBING_ONLY = {"cls.epochs": 2, "aff.epochs": 1, "seg.epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
+    return reproduce(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
+
+
+FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
+
+
+def _user_folder(root):
+    """A dataset as a user brings it: VOC layout, own class names, XML annotations instead of
+    masks for some train images, and two lists of train images that have masks: one to choose
+    the thresholds on, one to score."""
+    layout = VOCLayout(root)
+    write_dataset(layout, TINY, seed=3)
+    train = layout.ids("train")
+    unmasked = train[:4]
+    (root / "Annotations").mkdir()
+    for image_id in unmasked:
+        names = "".join(
+            f"<object><name>{FOLDER_CLASSES[c]}</name></object>" for c in layout.labels[image_id]
+        )
+        (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
+        layout.mask_path(image_id).unlink()
+    layout.write_split("tuning", train[4:8])
+    layout.write_split("scored", train[8:])
+    for name in ("classes.json", "labels.json"):  # not part of a user's folder
+        (root / name).unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_repo(tmp_path_factory):
+    """The pipeline reproduced on a VOC-layout folder of the user's (``data.source: folder``)."""
+    folder = _user_folder(tmp_path_factory.mktemp("user_dataset"))
+    overrides = {
+        "data.source": "folder",
+        "data.folder.root": str(folder),
+        "data.folder.classes": FOLDER_CLASSES,
+        "splits.score_cams": "scored",
+        "splits.tune": "tuning",
+    }
+    return reproduce(
+        tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **PLUMBING_ONLY, **overrides}
+    )
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.e2e
+def test_every_metrics_file_holds_numbers_in_range(repo):
+    root, _ = repo
+    metrics = root / "data" / "metrics"
+    train_cls = _json(metrics / "train_cls" / "metrics.json")
+    assert 0 <= train_cls["val"]["map"] <= 1 and 0 <= train_cls["val"]["f1"] <= 1
+    assert train_cls["train"]["loss"] > 0 and train_cls["step"] >= 1
+    cam = _json(metrics / "make_cam.json")
+    aff_labels = _json(metrics / "aff_labels.json")
+    refine = _json(metrics / "refine.json")
+    evaluate = _json(metrics / "evaluate.json")
+    train_aff = _json(metrics / "train_aff" / "metrics.json")
+    assert 0 <= train_aff["val"]["balanced_accuracy"] <= 1 and train_aff["train"]["loss"] > 0
+    assert 0 < aff_labels["ignored_fraction"] < 1
+    for scores in (cam, aff_labels, refine, evaluate):
+        for key in ("miou",):
+            assert 0 <= scores[key] <= 1
+    for key in ("fg_precision", "fg_recall", "all_background_miou"):
+        assert 0 <= cam[key] <= 1
+    assert 0 <= refine["ignored_fraction"] <= 1
+    for key in ("pixel_accuracy", "mean_class_accuracy", "all_background_miou"):
+        assert 0 <= evaluate[key] <= 1
+    assert _json(metrics / "train_seg" / "metrics.json")["train"]["loss"] > 0
+    # every stage beats predicting background everywhere on the same pixels, clearly
+    assert cam["miou"] > cam["all_background_miou"] + 0.05
+    assert refine["miou"] > cam["all_background_miou"] + 0.05  # the same split (score_cams)
+    assert evaluate["miou"] > evaluate["all_background_miou"] + 0.05
+    table = pd.read_csv(metrics / "evaluate_per_class.csv")
+    assert list(table["class"]) == ["background", "disk", "square", "triangle"]
+    sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
+    assert sweep["threshold"].is_monotonic_increasing and sweep["miou"].between(0, 1).all()
+
+
+@pytest.mark.e2e
+def test_outputs_are_complete(repo):
+    root, _ = repo
+    train_ids = (root / "data/dataset/ImageSets/Segmentation/train.txt").read_text().split()
+    val_ids = (root / "data/dataset/ImageSets/Segmentation/val.txt").read_text().split()
+    for folder in ("cam", "aff_labels", "propagated_cam"):
+        assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_ids)
+    assert [p.name for p in (root / "data/train_aff").iterdir()] == ["model.pt"]
+    curves = root / "data/metrics/train_aff/plots/metrics"
+    assert {p.name for p in (curves / "train").iterdir()} == {"loss.tsv", "lr.tsv"}
+    assert (curves / "val" / "balanced_accuracy.tsv").is_file()
+    for name in ("evaluate_confusion.png", "pseudo_mask_confusion.png"):
+        with Image.open(root / "data" / "plots" / name) as figure:
+            assert figure.format == "PNG"
+    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    predictions = root / "data/evaluate/prediction"
+    assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
+    assert not [p for p in (root / "data").rglob("*") if p.name.endswith((".tmp", ".old"))]
+
+
+# Each inference stage with every output redirected (option, name under the run's folder).
+SHARDED_OUTPUTS = {
+    "make_cam": {"--out": "cam", "--metrics": "m.json", "--sweep-plot": "sweep.csv"},
+    "aff_labels": {"--out": "aff_labels", "--metrics": "m.json"},
+    "propagate": {"--out": "propagated"},
+    "refine": {"--out": "masks", "--metrics": "m.json", "--confusion": "confusion.png"},
+    "evaluate": {
+        "--predictions": "predictions",
+        "--metrics": "m.json",
+        "--per-class": "per_class.csv",
+        "--confusion": "confusion.png",
+    },
+}
+
+
+def _stage_in(root, env, folder, stage, outputs, **overrides):
+    """Run ``stage`` in the reproduced repository with params.yaml changed by ``overrides``
+    (section.key) and its outputs under ``folder``; return the completed process."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    args = [x for option, name in outputs.items() for x in (option, str(folder / name))]
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--params", str(folder / "params.yaml"), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _files(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "params.yaml"
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage", SHARDED_OUTPUTS)
+def test_a_sharded_stage_writes_the_bytes_of_an_unsharded_one(repo, tmp_path, stage):
+    root, env = repo
+    # one thread per process in both runs: at 2 threads the CPU's convolutions round some
+    # float16 CAM values one step apart (measured on make_cam: README, "Several GPUs and several
+    # processes")
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for nproc in (1, 2):
+        folder = tmp_path / f"nproc{nproc}"
+        done = _stage_in(root, env, folder, stage, SHARDED_OUTPUTS[stage], **{"dist.nproc": nproc})
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[nproc] = _files(folder)
+    assert "2 processes (torchrun)" in done.stdout
+    assert len(runs[1]) > 1 and runs[1].keys() == runs[2].keys()
+    assert [name for name in runs[1] if runs[1][name] != runs[2][name]] == []
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".old"))]
+
+
+@pytest.mark.e2e
+def test_train_cls_in_two_processes_writes_one_model_and_one_log(repo, tmp_path):
+    root, env = repo
+    outputs = {"--out": "model.pt", "--checkpoint": "ck.pt", "--live-dir": "live"}
+    done = _stage_in(
+        root, env, tmp_path / "run", "train_cls", outputs, **{"dist.nproc": 2, "cls.epochs": 2}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("classifier epoch 2/2") == 1  # rank 0 alone logs
+    model = torch_load(tmp_path / "run" / "model.pt")
+    assert model["kind"] == "classifier"
+    assert not (tmp_path / "run" / "ck.pt").exists()
+    metrics = _json(tmp_path / "run" / "live" / "metrics.json")
+    assert metrics["step"] == 1 and 0 <= metrics["val"]["map"] <= 1
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_path):
+    root, env = repo
+    outputs = {**SHARDED_OUTPUTS["evaluate"], "--model": "missing.pt"}
+    done = _stage_in(root, env, tmp_path / "run", "evaluate", outputs, **{"dist.nproc": 2})
+    assert done.returncode == 1
+    assert done.stderr.count("missing.pt") >= 2  # each process names the file
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: dist.nproc: 2 of 2 processes failed (their errors are above)"
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "predictions").exists()
+
+
+@pytest.mark.e2e
+def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
+    root, env = repo
+    reported = (root / "data/dataset/ImageSets/Segmentation/report.txt").read_text().split()
+    figures = sorted((root / "data/gallery").iterdir())
+    assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
+    size = yaml.safe_load((root / "params.yaml").read_text())["gallery"]["size"]
+    for path in figures:
+        width, height = Image.open(path).size
+        # image, a CAM and a walked CAM per class (1-2), confident regions, 3 label maps
+        assert height == size + 2 * TITLE_HEIGHT + 4 and width in range(7 * size, 10 * size, size)
+    run(["dvc", "plots", "show", "-o", "plots_page"], root, env)
+    page = (root / "plots_page" / "index.html").read_text()
+    declared = [
+        "train_cls/plots/metrics",
+        "train_aff/plots/metrics",
+        "train_seg/plots/metrics",
+        "cam_threshold_sweep.csv",
+        "evaluate_per_class.csv",
+        "evaluate_confusion.png",
+        "pseudo_mask_confusion.png",
+        *(f"gallery/{p.name}" for p in figures),
+    ]
+    assert not [name for name in declared if name not in page]
+
+
+@pytest.mark.e2e
+def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
+    root, env = repo
+    assert "up to date" in run(["dvc", "status"], root, env).lower()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["refine"]["min_confidence"] = 0.5
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
+    assert set(status) == {"refine"}
+    params["evaluate"]["flip"] = False
+    params["seed"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
+    assert set(status) == {"refine", "evaluate", "train_cls", "train_aff", "train_seg"}
+
+
+def _stagesrun(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+@pytest.mark.e2e
+def test_refine_method_runs_only_the_stages_it_needs(repo):
+    root, env = repo
+    run(["git", "checkout", "params.yaml"], root, env)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    before = _json(root / "data/metrics/refine.json")
+    # affinity+crf -> affinity: the same affinity labels, model and walk; only refine reruns
+    params["refine"]["method"] = "affinity"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _stagesrun(run(["dvc", "repro"], root, env))
+    assert ran == {"aff_labels", "refine", "train_seg", "evaluate", "gallery"}
+    assert _json(root / "data/metrics/refine.json").keys() == before.keys()
+    # -> crf: the affinity stages empty their outputs instead of training
+    params["refine"]["method"] = "crf"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run(["dvc", "repro"], root, env)
+    assert "not trained" in output and "nothing propagated" in output
+    for folder in ("aff_labels", "train_aff", "propagated_cam", "metrics/train_aff/plots/metrics"):
+        assert not any((root / "data" / folder).iterdir())
+    assert _json(root / "data/metrics/aff_labels.json") == {}
+    assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
+    # threshold: auto works on the user's own tuning list
+    cam, refine = (
+        _json(root / "data/metrics/make_cam.json"),
+        _json(root / "data/metrics/refine.json"),
+    )
+    assert cam["threshold"] in candidates() and refine["bg_threshold"] in candidates()
+    assert 0 <= cam["tune_miou"] <= 1 and 0 <= refine["tune_miou"] <= 1
+    # back to affinity+crf: DVC's run cache restores every stage, nothing is retrained
+    run(["git", "checkout", "params.yaml"], root, env)
+    output = run(["dvc", "repro"], root, env)
+    assert not _stagesrun(output)
+    assert _json(root / "data/metrics/refine.json") == before
+
+
+@pytest.mark.e2e
+def test_the_pipeline_runs_on_a_users_folder(folder_repo):
+    root, _ = folder_repo
+    dataset = VOCLayout(root / "data/dataset")
+    assert dataset.classes == FOLDER_CLASSES
+    train_ids = dataset.ids("train")
+    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
+    assert list(table["class"]) == FOLDER_CLASSES
+    assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1
+    # threshold: auto works on the user's own tuning list
+    cam, refine = (
+        _json(root / "data/metrics/make_cam.json"),
+        _json(root / "data/metrics/refine.json"),
+    )
+    assert cam["threshold"] in candidates() and refine["bg_threshold"] in candidates()
+    assert 0 <= cam["tune_miou"] <= 1 and 0 <= refine["tune_miou"] <= 1

@@ -1,0 +1,79 @@
+"""The paper's configuration, configs/voc2012.yaml, run as shipped through every stage on data
+with VOC's shapes: the voc2012 source downloading VOC-layout archives from 127.0.0.1, images of
+500 x 375, 500 x 333 and 375 x 500 with VOC's 21 classes, ResNet-50 at crop 512, LDM grid 7 and
+MDC, the four CAM scales with flips, IRN's confident regions, AffinityNet at stride 8, the walk
+at 256 steps, DeepLabV3-ResNet-50 and the six-scale evaluation with flips.
+
+Overridden, and nothing else: where the archives come from, the sizes (image counts follow from
+the archives; epochs 1 and batch 2, as two training images cannot fill a batch of 16), and
+``pretrained: false`` (no ImageNet weights offline) together with the freezing of ImageNet
+statistics and stages that only makes sense with them (tests/test_freezing.py covers it).
+"""
+
+import hashlib
+import json
+
+import pytest
+from conftest import ROOT
+from http_server import LocalServer, Served
+from pipeline_repo import reproduce
+from voc_archives import voc_shaped_archives
+
+from destseg.dataset.layout import VOCLayout, load_image
+from destseg.dataset.sources.voc2012 import CLASSES, TUNE_EVERY
+from destseg.evaluation.thresholds import candidates
+
+CONFIG = ROOT / "configs" / "voc2012.yaml"
+
+
+def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
+    sizes = {}
+    for section in ("cls", "aff", "seg"):
+        sizes |= {f"{section}.epochs": 1, f"{section}.batch_size": 2}
+        sizes |= {f"{section}.pretrained": False, f"{section}.freeze_bn": False}
+        sizes[f"{section}.freeze_through"] = "none"
+    return sizes | {
+        "data.voc2012.download_dir": downloads,
+        "data.voc2012.voc_url": f"{url}/voc.tar",
+        "data.voc2012.voc_md5": hashlib.md5(voc).hexdigest(),
+        "data.voc2012.sbd_url": f"{url}/sbd.tgz",
+        "data.voc2012.sbd_md5": hashlib.md5(sbd).hexdigest(),
+    }
+
+
+@pytest.fixture(scope="module")
+def voc_repo(tmp_path_factory):
+    archives = voc_shaped_archives()
+    repo = tmp_path_factory.mktemp("voc_repo")
+    served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
+    with LocalServer(served) as url:
+        overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
+        overrides["gallery.ids"] = archives.voc_train  # VOC's own ids are not in these archives
+        root, _ = reproduce(repo, overrides, base=CONFIG)
+    return root, archives
+
+
+@pytest.mark.e2e
+def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
+    root, archives = voc_repo
+    layout = VOCLayout(root / "data" / "dataset")
+    assert layout.classes == CLASSES
+    train_aug = layout.ids("train_aug")
+    assert sorted(train_aug) == sorted(archives.voc_train + archives.sbd_only)
+    sizes = {load_image(layout.image_path(i)).shape[:2] for i in train_aug}
+    assert (375, 500) in sizes and (500, 375) in sizes  # landscape and portrait both
+    for folder in ("cam", "aff_labels", "propagated_cam", "pseudo_mask"):
+        assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_aug)
+    predictions = root / "data" / "evaluate" / "prediction"
+    assert sorted(p.stem for p in predictions.iterdir()) == sorted(archives.voc_val)
+    metrics = root / "data" / "metrics"
+    for name in ("make_cam.json", "aff_labels.json", "refine.json", "evaluate.json"):
+        scores = json.loads((metrics / name).read_text())
+        assert 0 <= scores["miou"] <= 1, name
+    # thresholds chosen on the tune list (train_aug outside VOC train), as shipped: auto
+    assert layout.ids("tune") == sorted(archives.sbd_only)[::TUNE_EVERY]
+    for name, key in (("make_cam.json", "threshold"), ("refine.json", "bg_threshold")):
+        scores = json.loads((metrics / name).read_text())
+        assert scores[key] in candidates() and 0 <= scores["tune_miou"] <= 1
+    table = (metrics / "evaluate_per_class.csv").read_text().splitlines()
+    assert len(table) == 1 + 21

@@ -1,0 +1,123 @@
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from destseg.runtime.files import atomic_path, write_json
+
+
+def test_atomic_file_is_absent_after_a_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "masks"
+    target.mkdir()
+    (target / "stale.png").write_text("old")
+    with atomic_path(target, directory=True) as tmp:
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["masks"]
+
+
+def test_failed_directory_keeps_the_previous_output(tmp_path):
+    target = tmp_path / "masks"
+    target.mkdir()
+    (target / "a.png").write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target, directory=True) as tmp:
+        (tmp / "b.png").write_text("partial")
+        raise RuntimeError
+    assert [p.name for p in target.iterdir()] == ["a.png"]
+
+
+def test_write_json(tmp_path):
+    write_json(tmp_path / "m.json", {"miou": 0.5})
+    assert (tmp_path / "m.json").read_text().strip().startswith("{")
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("directory", [False, True])
+def test_a_killed_write_leaves_a_hidden_temporary_that_the_next_write_removes(tmp_path, directory):
+    """kill -9 in the middle of writing: the output is untouched, the leftover is git-ignored,
+    and the next write of the same output cleans it up."""
+    target = tmp_path / ("cam" if directory else "model.pt")
+    code = (
+        "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "from destseg.runtime.files import atomic_path\n"
+        f"with atomic_path({str(target)!r}, directory={directory}) as tmp:\n"
+        f"    (tmp / 'a.npz' if {directory} else tmp).write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code, str(ROOT / "src")], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    leftover = tmp_path / f".{target.name}.tmp"
+    assert leftover.exists() and not target.exists()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "--no-index", f"data/{leftover.name}"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "git would show the leftover"
+    with atomic_path(target, directory=directory) as tmp:
+        (tmp / "b.npz" if directory else tmp).write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    if directory:
+        assert [p.name for p in target.iterdir()] == ["b.npz"]
+
+
+@pytest.mark.bad_input
+def test_a_leftover_of_an_interrupted_replace_is_removed(tmp_path):
+    (tmp_path / ".masks.old").mkdir()  # killed between the two renames of a directory output
+    (tmp_path / ".masks.old" / "x.png").write_text("stale")
+    with atomic_path(tmp_path / "masks", directory=True) as tmp:
+        (tmp / "y.png").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
+
+
+def _write_under_a_file_size_limit(statement: str) -> subprocess.CompletedProcess:
+    """Run ``statement`` in a Python whose files cannot grow past 64 KiB: writes fail with EFBIG
+    (File too large) as they would with ENOSPC on a full disk."""
+    code = (
+        "import resource, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n" + statement
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "src")], capture_output=True, text=True, check=False
+    )
+
+
+WRITES = {
+    "m.json": "from destseg.runtime.files import write_json\n"
+    "write_json(TARGET, list(range(99999)))",
+    "m.pt": "import torch\nfrom destseg.runtime import torch_files\n"
+    "torch_files.save(torch.zeros(99999), TARGET)",
+}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(("name", "statement"), WRITES.items(), ids=["json", "torch"])
+def test_a_write_that_the_storage_refuses_names_the_output(tmp_path, name, statement):
+    target = tmp_path / name
+    result = _write_under_a_file_size_limit(statement.replace("TARGET", repr(str(target))))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    error = "destseg.runtime.files.OutputWriteError"
+    assert last == f"{error}: {target}: could not write (File too large)"
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary
+
+
+def test_empty_directory_replaces_a_folder_and_creates_a_missing_one(tmp_path):
+    from destseg.runtime.files import empty_directory
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.pt").write_text("old")
+    empty_directory(tmp_path / "out")
+    empty_directory(tmp_path / "new" / "plots")
+    assert list((tmp_path / "out").iterdir()) == [] and (tmp_path / "new" / "plots").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]  # no temporary left

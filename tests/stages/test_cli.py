@@ -1,0 +1,168 @@
+"""The stage commands as a user meets them: --help, and one-line errors for bad input."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT, write_params
+from typer.testing import CliRunner
+
+STAGES = [
+    "prepare",
+    "train_cls",
+    "make_cam",
+    "aff_labels",
+    "train_aff",
+    "propagate",
+    "refine",
+    "train_seg",
+    "evaluate",
+]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _outputs_outside_the_repository(tmp_path, monkeypatch):
+    """A stage's default outputs (data/...) are relative to the working directory: a stage
+    that wrongly ran on would write them under tmp_path, never into the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_help(stage):
+    app = importlib.import_module(f"stages.{stage}").app
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "--params" in result.output
+
+
+def test_help_as_a_module_from_a_subprocess():
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.evaluate", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.bad_input
+def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
+    params = write_params(tmp_path, **{"cls.backbone": "resnet17"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train_cls",
+            "--params",
+            str(params),
+            "--dataset",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cls.backbone" in lines[0] and "resnet17" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("stage", "override", "expected"),
+    [
+        ("make_cam", {"cam.threshold": 1.5}, "cam.threshold"),
+        ("make_cam", {"cam.threshold": "best"}, "cam.threshold: must be a number between 0 and 1"),
+        ("refine", {"refine.bg_threshold": True}, "refine.bg_threshold: must be a number"),
+        ("train_seg", {"seg.pretrained": "no"}, "seg.pretrained"),
+        ("train_seg", {"seg.labels": "weak"}, "seg.labels"),
+        ("refine", {"refine.crf.iterations": 0}, "refine.crf.iterations"),
+        ("evaluate", {"evaluate.scales": []}, "evaluate.scales"),
+        ("prepare", {"data.synthetic.body_saliency": -1}, "data.synthetic.body_saliency"),
+        ("evaluate", {"device": "gpu0"}, "device"),
+        ("train_cls", {"cls.unknown_knob": 1}, "cls.unknown_knob"),
+        ("refine", {"refine.method": "walk"}, "refine.method"),
+        ("aff_labels", {"aff_labels.conf_bg": 0.5}, "conf_bg (0.5) must not exceed conf_fg"),
+        ("train_aff", {"aff.feature_stride": 2}, "aff.feature_stride"),
+        ("propagate", {"propagate.exp_times": -1}, "propagate.exp_times"),
+    ],
+)
+def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
+    app = importlib.import_module(f"stages.{stage}").app
+    params = write_params(tmp_path, **override)
+    result = runner.invoke(app, ["--params", str(params)])
+    assert result.exit_code == 1
+    assert expected in result.output and "error" in result.output
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("stage", "args", "expected"),
+    [
+        ("train_cls", ["--dataset", "nowhere"], "nowhere"),
+        ("make_cam", ["--model", "missing.pt"], "missing.pt"),
+        ("refine", ["--propagated", "no_walk"], "no_walk"),
+        ("aff_labels", ["--cams", "no_cams"], "no_cams"),
+        ("train_aff", ["--aff-labels", "no_labels"], "no_labels"),
+        ("propagate", ["--model-dir", "no_model"], "no_model"),
+        ("evaluate", ["--model", "missing.pt"], "missing.pt"),
+    ],
+)
+def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
+    app = importlib.import_module(f"stages.{stage}").app
+    params = write_params(tmp_path)
+    if "--dataset" not in args:
+        args = [*args, "--dataset", str(tiny_layout.root)]
+    result = runner.invoke(app, ["--params", str(params), *args])
+    assert result.exit_code == 1
+    assert expected in result.output and "not found" in result.output
+
+
+@pytest.mark.bad_input
+def test_missing_params_file(tmp_path):
+    app = importlib.import_module("stages.prepare").app
+    result = runner.invoke(app, ["--params", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "params file not found" in result.output
+
+
+@pytest.mark.bad_input
+def test_an_affinity_method_without_propagated_cams_says_what_to_run(tmp_path, tiny_layout):
+    app = importlib.import_module("stages.refine").app
+    params = write_params(tmp_path, **{"refine.method": "affinity"})
+    (tmp_path / "propagated").mkdir()  # what propagate leaves when no affinity was needed
+    args = ["--params", str(params), "--dataset", str(tiny_layout.root)]
+    result = runner.invoke(app, [*args, "--propagated", str(tmp_path / "propagated")])
+    assert result.exit_code == 1
+    assert "no propagated CAMs" in result.output and "refine.method affinity" in result.output
+
+
+@pytest.mark.parametrize(
+    ("method", "function", "threshold"),
+    [
+        ("crf", "crf_pseudo_mask", 0.2),
+        ("affinity", "threshold_pseudo_mask", 0.6),
+        ("affinity+crf", "crf_pseudo_mask", 0.6),
+    ],
+)
+def test_each_refine_method_labels_with_its_own_threshold(tmp_path, method, function, threshold):
+    from stages.params.refine import RefineParams
+    from stages.refine import labeller, threshold_policy
+
+    path = write_params(
+        tmp_path,
+        **{
+            "refine.method": method,
+            "refine.bg_threshold": 0.2,
+            "refine.propagated_bg_threshold": 0.6,
+        },
+    )
+    p = RefineParams.model_validate(yaml.safe_load(path.read_text())["refine"])
+    chosen = labeller(p)
+    assert getattr(chosen, "func", chosen).__name__ == function
+    assert threshold_policy(p).fixed == threshold
