@@ -6,18 +6,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from destseg.affinity.pairs import (
-    affinity_loss,
-    grid_labels,
-    neighbour_offsets,
-    pair_affinity,
-    training_pairs,
-)
+from destseg.affinity.pairs import affinity_loss, grid_labels, training_pairs
 from destseg.affinity.propagation import propagate_cams
 from destseg.affinity.validation import affinity_scores
 from destseg.cam.store import load_cam, save_cam
 from destseg.dataset.layout import IGNORE_INDEX, load_mask
-from destseg.models.affinity_net import AffinityNet
+from destseg.models.affinity_net import AffinityNet, neighbour_offsets, pair_affinity
 from destseg.models.classifier import Classifier
 from destseg.models.model_file import load_model, save_model
 from destseg.refine.crf import DenseCRF

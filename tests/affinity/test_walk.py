@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from destseg.affinity.pairs import (
-    affinity_loss,
-    neighbour_offsets,
-    pair_affinity,
-    pair_labels,
-    shifted,
-)
+from destseg.affinity.pairs import affinity_loss, pair_labels
 from destseg.affinity.walk import propagate_cam, random_walk, transition_matrix
+from destseg.models.affinity_net import neighbour_offsets, pair_affinity, shifted
 
 
 def test_offsets_cover_each_unordered_pair_once_within_the_radius():

@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 
 from destseg.cam.store import save_cam
 from destseg.dataset.layout import load_mask
-from destseg.evaluation.thresholds import SWEEP_THRESHOLDS, best_threshold, candidates
+from destseg.evaluation.thresholds import (
+    SWEEP_THRESHOLDS,
+    ThresholdPolicy,
+    best_threshold,
+    candidates,
+)
 from destseg.models.classifier import Classifier
 from destseg.models.model_file import build_model, save_model
 
@@ -41,6 +46,28 @@ def test_candidates_are_the_grid_plus_a_fixed_threshold():
     assert candidates() == sorted(SWEEP_THRESHOLDS.tolist())
     assert candidates(0.33) == sorted([*SWEEP_THRESHOLDS.tolist(), 0.33])
     assert candidates(0.25).count(0.25) == 1
+
+
+TUNING = pd.DataFrame({"threshold": [0.3, 0.4, 0.5], "miou": [0.5, 0.8, 0.6]})
+
+
+def test_auto_takes_the_best_threshold_on_the_tuning_images_and_its_score():
+    policy = ThresholdPolicy("cam.threshold", "auto")
+    assert policy.auto and policy.fixed is None
+    assert policy.choose(TUNING) == (0.4, {"tune_miou": 0.8})
+    assert policy.sweep() == policy.tuning_sweep() == candidates()
+    assert policy.described() == "tuned on splits.tune"
+    with pytest.raises(ValueError, match=r"cam\.threshold: auto needs the scores"):
+        policy.choose(None)
+
+
+def test_a_number_is_kept_and_only_scored_on_the_tuning_images():
+    policy = ThresholdPolicy("refine.bg_threshold", 0.5)
+    assert not policy.auto and policy.fixed == 0.5
+    assert policy.choose(TUNING) == (0.5, {"tune_miou": 0.6})  # not the better 0.4
+    assert policy.choose(None) == (0.5, {})  # no tuning list: nothing to report
+    assert policy.sweep() == candidates(0.5) and policy.tuning_sweep() == [0.5]
+    assert policy.described() == "refine.bg_threshold"
 
 
 def _propagated(layout, folder, tune, levels):

@@ -76,6 +76,17 @@ def test_model_file_roundtrip_and_errors(tmp_path):
         load_model(tmp_path / "bad.pt", Classifier, torch.device("cpu"))
 
 
+@pytest.mark.bad_input
+def test_a_model_for_another_number_of_classes_is_refused_before_it_is_built(tmp_path):
+    config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
+    save_model(tmp_path / "m.pt", build_model(Classifier, config), config)
+    _, stored = load_model(tmp_path / "m.pt", Classifier, torch.device("cpu"), num_classes=3)
+    assert stored == config
+    expected = r"m\.pt: the model predicts 3 classes, the dataset needs 20"
+    with pytest.raises(ValueError, match=expected):
+        load_model(tmp_path / "m.pt", Classifier, torch.device("cpu"), num_classes=20)
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = str(marker)

@@ -1,4 +1,10 @@
-"""The real `dvc repro` on a tiny configuration, in a temporary copy of the repository."""
+"""The real `dvc repro` on a tiny configuration, in a temporary copy of the repository.
+
+One pipeline run serves every test here: the tiny synthetic data brought as a user's own
+VOC-layout folder (``data.source: folder``), so that the same run checks the import of a user's
+dataset, every stage, and what DVC reruns when params or code change. The synthetic source's
+own prepare is tested in tests/dataset/test_synthetic.py and tests/stages/.
+"""
 
 import json
 import re
@@ -8,26 +14,28 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY
+from conftest import ROOT
 from PIL import Image
 from pipeline_repo import reproduce, run
 
 from destseg.dataset.layout import VOCLayout
-from destseg.dataset.sources.synthetic import write_dataset
+from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
 from destseg.evaluation.thresholds import candidates
 from destseg.figures.gallery import TITLE_HEIGHT
 from destseg.runtime.torch_files import load as torch_load
 
 # Small enough for CI, learnable enough that every stage must beat the all-background baseline:
-# bodies nearly as salient as parts, no clutter, and output stride 8 (at 16 a 64 px image gives
-# 4 x 4 maps). Measured: CAM 0.31, pseudo-masks 0.39, segmenter 0.27 against 0.16-0.18.
+# bodies nearly as salient as parts, no clutter (the rest of params.yaml's data.synthetic)...
+TINY_DATA = {
+    "num_classes": 3,
+    "image_size": 64,
+    "train_images": 24,
+    "val_images": 6,
+    "body_saliency": 0.9,
+    "clutter": 0.0,
+}
+# ... and output stride 8 (at 16 a 64 px image gives 4 x 4 maps).
 TINY_PARAMS = {
-    "data.synthetic.num_classes": 3,
-    "data.synthetic.image_size": 64,
-    "data.synthetic.train_images": 24,
-    "data.synthetic.val_images": 6,
-    "data.synthetic.body_saliency": 0.9,
-    "data.synthetic.clutter": 0.0,
     "cls.crop_size": 64,
     "cls.batch_size": 4,
     "cls.epochs": 8,
@@ -45,25 +53,16 @@ TINY_PARAMS = {
     "evaluate.scales": [1.0, 0.75],
     "evaluate.flip": True,
 }
-# The user's-folder run checks plumbing, not quality: one or two epochs.
-PLUMBING_ONLY = {"cls.epochs": 2, "aff.epochs": 1, "seg.epochs": 1}
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced."""
-    return reproduce(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
-
-
 FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
 
 
 def _user_folder(root):
-    """A dataset as a user brings it: VOC layout, own class names, XML annotations instead of
-    masks for some train images, and two lists of train images that have masks: one to choose
-    the thresholds on, one to score."""
+    """The tiny data as a user brings it: VOC layout, own class names, XML annotations instead
+    of masks for some train images, and two lists of train images that have masks: one to
+    choose the thresholds on (``tuning``), one to score (``scored``)."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
     layout = VOCLayout(root)
-    write_dataset(layout, TINY, seed=3)
+    write_dataset(layout, SyntheticSpec(**{**data["synthetic"], **TINY_DATA}), data["seed"])
     train = layout.ids("train")
     unmasked = train[:4]
     (root / "Annotations").mkdir()
@@ -73,16 +72,19 @@ def _user_folder(root):
         )
         (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
         layout.mask_path(image_id).unlink()
-    layout.write_split("tuning", train[4:8])
-    layout.write_split("scored", train[8:])
+    for name in ("tune.txt", "report.txt"):  # the synthetic source's own lists
+        (root / "ImageSets" / "Segmentation" / name).unlink()
+    layout.write_split("tuning", train[4:9])
+    layout.write_split("scored", train[9:])
     for name in ("classes.json", "labels.json"):  # not part of a user's folder
         (root / name).unlink()
     return root
 
 
 @pytest.fixture(scope="module")
-def folder_repo(tmp_path_factory):
-    """The pipeline reproduced on a VOC-layout folder of the user's (``data.source: folder``)."""
+def repo(tmp_path_factory):
+    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced on a
+    user's folder (``data.source: folder``)."""
     folder = _user_folder(tmp_path_factory.mktemp("user_dataset"))
     overrides = {
         "data.source": "folder",
@@ -91,9 +93,7 @@ def folder_repo(tmp_path_factory):
         "splits.score_cams": "scored",
         "splits.tune": "tuning",
     }
-    return reproduce(
-        tmp_path_factory.mktemp("folder_repo"), {**TINY_PARAMS, **PLUMBING_ONLY, **overrides}
-    )
+    return reproduce(tmp_path_factory.mktemp("repo"), {**TINY_PARAMS, **overrides})
 
 
 def _json(path):
@@ -128,7 +128,7 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     assert refine["miou"] > cam["all_background_miou"] + 0.05  # the same split (score_cams)
     assert evaluate["miou"] > evaluate["all_background_miou"] + 0.05
     table = pd.read_csv(metrics / "evaluate_per_class.csv")
-    assert list(table["class"]) == ["background", "disk", "square", "triangle"]
+    assert list(table["class"]) == FOLDER_CLASSES
     sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
     assert sweep["threshold"].is_monotonic_increasing and sweep["miou"].between(0, 1).all()
 
@@ -250,7 +250,7 @@ def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_pat
 @pytest.mark.e2e
 def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
     root, env = repo
-    reported = (root / "data/dataset/ImageSets/Segmentation/report.txt").read_text().split()
+    reported = (root / "data/dataset/ImageSets/Segmentation/scored.txt").read_text().split()
     figures = sorted((root / "data/gallery").iterdir())
     assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
     size = yaml.safe_load((root / "params.yaml").read_text())["gallery"]["size"]
@@ -271,6 +271,35 @@ def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
         *(f"gallery/{p.name}" for p in figures),
     ]
     assert not [name for name in declared if name not in page]
+
+
+# One idea per module: editing a section's schema, or a library module, changes the code deps of
+# the stages that import it and of no other (the stages after those rerun only if their outputs
+# change, and DVC's run cache restores outputs it has seen).
+CODE_EDITS = {
+    "stages/params/gallery.py": {"gallery"},
+    "stages/params/cam.py": {"make_cam"},
+    "stages/params/refine.py": {"refine"},
+    "stages/params/refine_method.py": {"aff_labels", "refine"},
+    "src/destseg/affinity/walk.py": {"propagate"},
+    "src/destseg/training/checkpoint.py": {"train_cls", "train_aff", "train_seg"},
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("path", "stages"), CODE_EDITS.items(), ids=list(CODE_EDITS))
+def test_editing_one_module_reruns_only_the_stages_that_use_it(repo, path, stages):
+    root, env = repo
+    run(["git", "checkout", "params.yaml"], root, env)
+    assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}
+    file = root / path
+    original = file.read_text()
+    try:
+        file.write_text(original + "\n# an edit\n")
+        status = json.loads(run(["dvc", "status", "--json"], root, env))
+    finally:
+        file.write_text(original)
+    assert set(status) == stages
 
 
 @pytest.mark.e2e
@@ -299,6 +328,7 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
     run(["git", "checkout", "params.yaml"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     before = _json(root / "data/metrics/refine.json")
+    params["seg"]["epochs"] = 1  # the segmenter retrains on new pseudo-masks: one epoch will do
     # affinity+crf -> affinity: the same affinity labels, model and walk; only refine reruns
     params["refine"]["method"] = "affinity"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -329,11 +359,15 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
 
 
 @pytest.mark.e2e
-def test_the_pipeline_runs_on_a_users_folder(folder_repo):
-    root, _ = folder_repo
+def test_the_pipeline_runs_on_a_users_folder(repo):
+    root, _ = repo
     dataset = VOCLayout(root / "data/dataset")
     assert dataset.classes == FOLDER_CLASSES
+    assert dataset.split_names() == ["scored", "train", "tuning", "val"]
     train_ids = dataset.ids("train")
+    unmasked = train_ids[:4]  # labelled by their XML annotations alone
+    assert all(dataset.labels[i] for i in unmasked)
+    assert not any(dataset.mask_path(i).exists() for i in unmasked)
     assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
     table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
     assert list(table["class"]) == FOLDER_CLASSES

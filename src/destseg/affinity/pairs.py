@@ -1,10 +1,8 @@
-"""Pixel pairs within a radius: their offsets, their affinity labels, predicted affinities and
-AffinityNet's loss on them.
+"""What AffinityNet learns from: the affinity labels of pixel pairs, and its loss on them.
 
-Pairs are indexed by an offset (dy, dx) within a radius, each unordered pair once (the offsets
-cover half the disc), and by the first pixel of the pair: an array (..., P, H, W) holds for
-offset p the pair ((y, x), (y + dy_p, x + dx_p)). Labels, predicted affinities and the random
-walk's transition matrix all use this indexing, so the three stay consistent by construction.
+Labels use the pair indexing of the network's output (:mod:`destseg.models.affinity_net`:
+offset, then first pixel), so labels, predicted affinities and the random walk's transition
+matrix stay consistent by construction.
 """
 
 from __future__ import annotations
@@ -14,30 +12,7 @@ import torch.nn.functional as F
 
 from destseg.cam.normalize import EPS
 from destseg.dataset.layout import IGNORE_INDEX
-
-
-def neighbour_offsets(radius: int) -> list[tuple[int, int]]:
-    """Offsets (dy, dx) with 0 < dy^2 + dx^2 < radius^2, one of each pair of opposites."""
-    if radius < 2:
-        raise ValueError(f"radius must be 2 or more to have neighbours, got {radius}")
-    return [
-        (dy, dx)
-        for dy in range(radius)
-        for dx in range(-radius + 1, radius)
-        if 0 < dy * dy + dx * dx < radius * radius and (dy > 0 or dx > 0)
-    ]
-
-
-def shifted(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
-    """``out[..., y, x] = x[..., y + dy, x + dx]`` over the last two axes, ``fill`` where that
-    falls outside (``dy >= 0``, as for every offset of :func:`neighbour_offsets`)."""
-    height, width = x.shape[-2:]
-    out = torch.full_like(x, fill)
-    if dy < height and abs(dx) < width:
-        out[..., : height - dy, max(0, -dx) : width - max(0, dx)] = x[
-            ..., dy:, max(0, dx) : width - max(0, -dx)
-        ]
-    return out
+from destseg.models.affinity_net import neighbour_offsets, shifted
 
 
 def pair_labels(label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
@@ -71,19 +46,6 @@ def training_pairs(radius: int, affinity: torch.Tensor, mask: torch.Tensor) -> d
     """The bg / fg / neg pair labels (N, P, h, w) of label maps (N, H, W) for the affinities
     (N, P, h, w) that a model of pair ``radius`` predicted on the same images."""
     return pair_labels(grid_labels(mask, affinity.shape[-2:]), radius)
-
-
-def pair_affinity(features: torch.Tensor, radius: int) -> torch.Tensor:
-    """AffinityNet's affinity ``exp(-mean_d |f_i - f_j|)`` of every pair, (N, P, H, W) from
-    features (N, D, H, W): 1 for identical features, towards 0 as they differ. Pairs leaving
-    the map get a value too; the labels and the transition matrix leave them out."""
-    return torch.stack(
-        [
-            torch.exp(-(features - shifted(features, dy, dx, 0.0)).abs().mean(1))
-            for dy, dx in neighbour_offsets(radius)
-        ],
-        1,
-    )
 
 
 def affinity_loss(

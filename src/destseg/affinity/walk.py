@@ -13,9 +13,9 @@ import warnings
 
 import torch
 
-from destseg.affinity.pairs import neighbour_offsets
 from destseg.cam.normalize import EPS, normalize_per_class
 from destseg.cam.strided import downsample_strided, upsample_strided
+from destseg.models.affinity_net import neighbour_offsets
 
 
 def transition_matrix(affinity: torch.Tensor, radius: int, beta: float) -> torch.Tensor:

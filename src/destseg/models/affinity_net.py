@@ -4,7 +4,13 @@ The encoder's four stages are tapped (low levels see edges and colour, high leve
 objects), each projected by a 1x1 convolution and resized to one grid at ``feature_stride``
 (4 or 8) of the input; a last 1x1 convolution mixes them into the feature map f. The affinity
 of pixels i and j is ``exp(-mean |f_i - f_j|)`` for every pair within ``radius``
-(:func:`destseg.affinity.pairs.pair_affinity`), the quantity the random walk needs.
+(:func:`pair_affinity`), the quantity the random walk needs.
+
+Pairs are indexed by an offset (dy, dx) within a radius, each unordered pair once (the offsets
+cover half the disc), and by the first pixel of the pair: an array (..., P, H, W) holds for
+offset p the pair ((y, x), (y + dy_p, x + dx_p)). The affinity labels
+(:mod:`destseg.affinity.pairs`) and the random walk's transition matrix
+(:mod:`destseg.affinity.walk`) use this indexing too.
 """
 
 from __future__ import annotations
@@ -13,11 +19,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from destseg.affinity.pairs import pair_affinity
 from destseg.models.backbone import build_encoder
 
 FEATURE_STRIDES = (4, 8)
 TAP_CHANNELS = (32, 64, 128, 128)  # per encoder stage, as AffinityNet widens with depth
+
+
+def neighbour_offsets(radius: int) -> list[tuple[int, int]]:
+    """Offsets (dy, dx) with 0 < dy^2 + dx^2 < radius^2, one of each pair of opposites."""
+    if radius < 2:
+        raise ValueError(f"radius must be 2 or more to have neighbours, got {radius}")
+    return [
+        (dy, dx)
+        for dy in range(radius)
+        for dx in range(-radius + 1, radius)
+        if 0 < dy * dy + dx * dx < radius * radius and (dy > 0 or dx > 0)
+    ]
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
+    """``out[..., y, x] = x[..., y + dy, x + dx]`` over the last two axes, ``fill`` where that
+    falls outside (``dy >= 0``, as for every offset of :func:`neighbour_offsets`)."""
+    height, width = x.shape[-2:]
+    out = torch.full_like(x, fill)
+    if dy < height and abs(dx) < width:
+        out[..., : height - dy, max(0, -dx) : width - max(0, dx)] = x[
+            ..., dy:, max(0, dx) : width - max(0, -dx)
+        ]
+    return out
+
+
+def pair_affinity(features: torch.Tensor, radius: int) -> torch.Tensor:
+    """AffinityNet's affinity ``exp(-mean_d |f_i - f_j|)`` of every pair, (N, P, H, W) from
+    features (N, D, H, W): 1 for identical features, towards 0 as they differ. Pairs leaving
+    the map get a value too; the labels and the transition matrix leave them out."""
+    return torch.stack(
+        [
+            torch.exp(-(features - shifted(features, dy, dx, 0.0)).abs().mean(1))
+            for dy, dx in neighbour_offsets(radius)
+        ],
+        1,
+    )
 
 
 class AffinityNet(nn.Module):
