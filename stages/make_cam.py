@@ -56,8 +56,9 @@ def main(
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     ids, scored = cam_ids(layout, splits.train, splits.score_cams)
     policy = ThresholdPolicy("cam.threshold", p.threshold)
-    wanted_by = policy.param if policy.auto else None
-    tune = tuning_ids(layout, splits.train, splits.score_cams, splits.tune, wanted_by)
+    tune = tuning_ids(
+        layout, splits.train, splits.score_cams, splits.tune, wanted_by=policy.needs_tuning
+    )
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return

@@ -98,8 +98,9 @@ def main(
     else:
         source = require(cams, "CAM folder (run the make_cam stage)")
     policy = threshold_policy(p)
-    wanted_by = policy.param if policy.auto else None
-    tune = tuning_ids(layout, splits.train, splits.score_cams, splits.tune, wanted_by)
+    tune = tuning_ids(
+        layout, splits.train, splits.score_cams, splits.tune, wanted_by=policy.needs_tuning
+    )
     if run_in_workers(dist.nproc, __spec__.name):
         return
     label = labeller(p)

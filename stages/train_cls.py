@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import torch.nn.functional as F
 import typer
 
@@ -12,7 +14,7 @@ from destseg.dataset.layout import VOCLayout
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
-from destseg.models.classifier import Classifier
+from destseg.models.classifier import Classifier, branch_names
 from destseg.runtime.device import resolve_device
 from stages.cli import (
     CheckpointOption,
@@ -33,11 +35,25 @@ from stages.recipe import train_and_save
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def multilabel_loss(model, batch):
+def multilabel_loss(model, batch, branches: list[str], branch_loss: float = 0.0):
+    """The multi-label loss of the stacked logits, plus ``branch_loss`` times the mean of each
+    branch's own (cls.branch_loss); with several ``branches`` (their names), each one's own loss
+    is reported too (``loss_<name>``), whether it is trained on or not."""
     # float32 logits: autocast leaves this loss's logsigmoid in bf16/fp16 otherwise; the
     # per-image seeds fix each image's LDM shuffle whatever process or batch it lands in
-    logits = model(batch["image"], seeds=batch["seed"]).float()
-    return F.multilabel_soft_margin_loss(logits, batch["target"])
+    if len(branches) == 1:
+        logits = model(batch["image"], seeds=batch["seed"]).float()
+        return F.multilabel_soft_margin_loss(logits, batch["target"])
+    logits, own = model(batch["image"], seeds=batch["seed"], each_branch=True)
+    loss = F.multilabel_soft_margin_loss(logits.float(), batch["target"])
+    own_losses = [
+        F.multilabel_soft_margin_loss(own[:, b].float(), batch["target"])
+        for b in range(own.shape[1])
+    ]
+    terms = {f"loss_{n}": value.detach() for n, value in zip(branches, own_losses, strict=True)}
+    if branch_loss:
+        loss = loss + branch_loss * torch.stack(own_losses).mean()
+    return loss, terms
 
 
 @app.command()
@@ -64,11 +80,12 @@ def main(
     )
     val_set = VOCDataset(layout, layout.ids(splits.val))
     device = resolve_device(run.device)
+    variant = p.variant()
     config = {
         "backbone": p.backbone,
         "num_classes": len(layout.classes) - 1,
         "output_stride": p.output_stride,
-        **p.variant(),
+        **variant,
     }
     # before hours of training, not after
     check_mdc_scales(config, cam_scales, layout.smallest_side(train_ids))
@@ -76,7 +93,7 @@ def main(
         Classifier,
         config,
         train_set,
-        multilabel_loss,
+        partial(multilabel_loss, branches=branch_names(**variant), branch_loss=p.branch_loss),
         p=p,
         run=run,
         dist=dist,

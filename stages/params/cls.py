@@ -33,6 +33,9 @@ class MdcParams(Section):
 class ClsParams(TrainParams):
     ldm: LdmParams
     mdc: MdcParams
+    # weight of the mean of each branch's own multi-label loss beside the loss of the stacked
+    # logits (0: the stacked loss alone, as the paper writes it)
+    branch_loss: Annotated[float, Field(ge=0)]
 
     @model_validator(mode="after")
     def _modules_fit_the_crop(self) -> ClsParams:

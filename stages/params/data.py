@@ -22,6 +22,8 @@ class SyntheticParams(Section):
     part_offset: Annotated[float, Field(ge=0, le=0.5)]
     body_thinness: Annotated[float, Field(gt=0, le=1)]
     part_saliency: Probability
+    part_style: Literal["shape", "constellation"]
+    part_span: Annotated[float, Field(gt=0, le=1)]
     body_saliency: Probability
     clutter: Probability
     noise: Annotated[float, Field(ge=0)]

@@ -6,7 +6,13 @@ from conftest import TINY
 from PIL import Image
 
 from destseg.dataset.layout import IGNORE_INDEX, VOCLayout, labels_from_mask, load_mask, voc_palette
-from destseg.dataset.sources.synthetic import TUNE_EVERY, SyntheticSpec, generate, write_dataset
+from destseg.dataset.sources.synthetic import (
+    CONSTELLATIONS,
+    TUNE_EVERY,
+    SyntheticSpec,
+    generate,
+    write_dataset,
+)
 
 
 def test_same_seed_same_dataset_other_seed_other_dataset():
@@ -133,3 +139,56 @@ def test_body_thinness_makes_elongated_bodies():
 
     # aspect 0.6-1 by default; halved: 0.3-0.5 (borders cut by the image make it approximate)
     assert elongation(1.0) > 0.65 and elongation(0.5) < 0.5
+
+
+CONSTELLATION = SyntheticSpec(
+    num_classes=6,
+    image_size=128,
+    train_images=12,
+    val_images=1,
+    max_objects=1,
+    min_object_size=0.6,
+    max_object_size=0.8,
+    part_size=0.08,
+    part_style="constellation",
+    part_span=0.6,
+    body_thinness=1.0,
+    noise=0.0,
+)
+
+
+def test_constellations_have_four_dots_and_survive_a_left_right_flip_unchanged():
+    patterns = list(CONSTELLATIONS.values())
+    assert all(len(pattern) == 4 for pattern in patterns)
+    for pattern in patterns:  # a flip (training augmentation) must not turn one into another
+        assert sorted((dy, -dx) for dy, dx in pattern) == sorted(pattern)
+    assert len({tuple(sorted(p)) for p in patterns}) == len(patterns)
+    assert CONSTELLATION.class_names()[1:] == list(CONSTELLATIONS)[:6]
+
+
+def test_a_constellation_is_white_dots_spread_wider_than_a_ldm_cell():
+    """Every dot looks the same whatever the class, and the dots of one object lie farther
+    apart than the 32 px cells of the demo's LDM (grid 4 on 128 px): cut into cells and
+    shuffled, the arrangement, the only class evidence of the part, is gone."""
+    for _, _, image, mask, parts in generate(CONSTELLATION, seed=0):
+        assert (image[parts] == 255).all()  # white, the same colour for every class
+        rows, cols = np.nonzero(parts)
+        assert max(rows.max() - rows.min(), cols.max() - cols.min()) > 128 // 4
+        assert len(labels_from_mask(mask)) == 1
+
+
+def test_the_constellation_regime_draws_the_same_images_but_for_the_parts():
+    shape = SyntheticSpec(**{**CONSTELLATION.__dict__, "part_style": "shape"})
+    for (*_, image, mask, dots), (*_, image_shape, mask_shape, part) in zip(
+        generate(CONSTELLATION, 1), generate(shape, 1), strict=True
+    ):
+        elsewhere = ~(dots | part)
+        np.testing.assert_array_equal(image[elsewhere], image_shape[elsewhere])
+        band = (mask == IGNORE_INDEX) | (mask_shape == IGNORE_INDEX)
+        np.testing.assert_array_equal(mask[elsewhere & ~band], mask_shape[elsewhere & ~band])
+
+
+@pytest.mark.bad_input
+def test_an_unknown_part_style_is_refused():
+    with pytest.raises(ValueError, match="invalid part_style"):
+        SyntheticSpec(part_style="blob")

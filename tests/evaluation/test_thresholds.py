@@ -53,7 +53,7 @@ TUNING = pd.DataFrame({"threshold": [0.3, 0.4, 0.5], "miou": [0.5, 0.8, 0.6]})
 
 def test_auto_takes_the_best_threshold_on_the_tuning_images_and_its_score():
     policy = ThresholdPolicy("cam.threshold", "auto")
-    assert policy.auto and policy.fixed is None
+    assert policy.auto and policy.fixed is None and policy.needs_tuning == "cam.threshold"
     assert policy.choose(TUNING) == (0.4, {"tune_miou": 0.8})
     assert policy.sweep() == policy.tuning_sweep() == candidates()
     assert policy.described() == "tuned on splits.tune"
@@ -63,7 +63,7 @@ def test_auto_takes_the_best_threshold_on_the_tuning_images_and_its_score():
 
 def test_a_number_is_kept_and_only_scored_on_the_tuning_images():
     policy = ThresholdPolicy("refine.bg_threshold", 0.5)
-    assert not policy.auto and policy.fixed == 0.5
+    assert not policy.auto and policy.fixed == 0.5 and policy.needs_tuning is None
     assert policy.choose(TUNING) == (0.5, {"tune_miou": 0.6})  # not the better 0.4
     assert policy.choose(None) == (0.5, {})  # no tuning list: nothing to report
     assert policy.sweep() == candidates(0.5) and policy.tuning_sweep() == [0.5]

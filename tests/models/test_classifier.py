@@ -44,6 +44,52 @@ def test_cam_equals_a_direct_computation_from_the_branches(variant):
     assert model.classifier.in_channels == len(maps) * plain.shape[1]
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_each_branchs_own_logits_add_up_to_the_logits(variant):
+    ldm, mdc = VARIANTS[variant]
+    model = _model(ldm, mdc).train()
+    x, seeds = torch.randn(2, 3, 64, 64), torch.tensor([3, 4])
+    with torch.no_grad():
+        logits, own = model(x, seeds=seeds, each_branch=True)
+        assert own.shape == (2, 1 + (ldm is not None) + (mdc is not None), 3)
+        assert torch.equal(logits, model(x, seeds=seeds))  # the same pass, the same numbers
+        torch.testing.assert_close(own.sum(1), logits, rtol=1e-5, atol=1e-5)
+        # each branch's slice of the linear layer on its own pooled features
+        features = model.branches(x, destruct=True, seeds=seeds)
+        weights = model.classifier.weight[:, :, 0, 0].split(features[0].shape[1], dim=1)
+        for b, (f, w) in enumerate(zip(features, weights, strict=True)):
+            torch.testing.assert_close(own[:, b], f.mean((-2, -1)) @ w.T, rtol=1e-4, atol=1e-4)
+        if ldm:  # in training the LDM branch sees the shuffled image, the plain one the image
+            assert not torch.allclose(features[0], features[1], atol=1e-3)
+
+
+def test_a_loss_per_branch_is_added_to_the_stacked_loss_with_its_weight():
+    import torch.nn.functional as F
+
+    from stages.train_cls import multilabel_loss
+
+    model = _model(LDM, MDC).train()
+    batch = {
+        "image": torch.randn(2, 3, 64, 64),
+        "seed": torch.tensor([1, 2]),
+        "target": torch.tensor([[1.0, 0, 1], [0, 1, 0]]),
+    }
+    names = ["ldm", "plain", "mdc"]
+    with torch.no_grad():
+        stacked, terms = multilabel_loss(model, batch, names)
+        logits, own = model(batch["image"], seeds=batch["seed"], each_branch=True)
+        branches = [F.multilabel_soft_margin_loss(own[:, b], batch["target"]) for b in range(3)]
+        torch.testing.assert_close(stacked, F.multilabel_soft_margin_loss(logits, batch["target"]))
+        # each branch's own loss is reported whether it is trained on or not
+        assert list(terms) == ["loss_ldm", "loss_plain", "loss_mdc"]
+        torch.testing.assert_close(torch.stack(list(terms.values())), torch.stack(branches))
+        weighted, _ = multilabel_loss(model, batch, names, branch_loss=0.5)
+        torch.testing.assert_close(weighted, stacked + 0.5 * sum(branches) / 3)
+    plain = _model(None, None).train()
+    alone = multilabel_loss(plain, batch, ["plain"])  # one branch: nothing to report beside it
+    assert isinstance(alone, torch.Tensor) and alone.requires_grad
+
+
 @pytest.mark.parametrize("variant", ["ldm", "mdc", "both", "mdc3"])
 def test_gradients_reach_the_encoder_through_every_enabled_branch(variant):
     ldm, mdc = VARIANTS[variant]

@@ -1,13 +1,14 @@
 """The paper's configuration, configs/voc2012.yaml, run as shipped through every stage on data
 with VOC's shapes: the voc2012 source downloading VOC-layout archives from 127.0.0.1, images of
-500 x 375, 500 x 333 and 375 x 500 with VOC's 21 classes, ResNet-50 at crop 512, LDM grid 7 and
-MDC, the four CAM scales with flips, IRN's confident regions, AffinityNet at stride 8, the walk
-at 256 steps, DeepLabV3-ResNet-50 and the six-scale evaluation with flips.
+VOC's landscape, wide and portrait shapes at half its size (250 x 187, 250 x 167 and 187 x 250:
+odd sides, which the strided alignment must handle) with VOC's 21 classes, ResNet-50 at crop
+512, LDM grid 7 and MDC, the four CAM scales with flips, IRN's confident regions, AffinityNet at
+stride 8, the walk at 256 steps, DeepLabV3-ResNet-50 and the six-scale evaluation with flips.
 
 Overridden, and nothing else: where the archives come from, the sizes (image counts follow from
 the archives; epochs 1 and batch 2, as two training images cannot fill a batch of 16), and
 ``pretrained: false`` (no ImageNet weights offline) together with the freezing of ImageNet
-statistics and stages that only makes sense with them (tests/test_freezing.py covers it).
+statistics and stages that only makes sense with them (tests/models/test_freezing.py covers it).
 """
 
 import hashlib
@@ -17,7 +18,7 @@ import pytest
 from conftest import ROOT
 from http_server import LocalServer, Served
 from pipeline_repo import reproduce
-from voc_archives import voc_shaped_archives
+from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
 
 from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.sources.voc2012 import CLASSES, TUNE_EVERY
@@ -43,7 +44,7 @@ def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
 
 @pytest.fixture(scope="module")
 def voc_repo(tmp_path_factory):
-    archives = voc_shaped_archives()
+    archives = voc_shaped_archives(VOC_SIZES_HALF)
     repo = tmp_path_factory.mktemp("voc_repo")
     served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
     with LocalServer(served) as url:
@@ -61,7 +62,7 @@ def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
     train_aug = layout.ids("train_aug")
     assert sorted(train_aug) == sorted(archives.voc_train + archives.sbd_only)
     sizes = {load_image(layout.image_path(i)).shape[:2] for i in train_aug}
-    assert (375, 500) in sizes and (500, 375) in sizes  # landscape and portrait both
+    assert (187, 250) in sizes and (250, 187) in sizes  # landscape and portrait both
     for folder in ("cam", "aff_labels", "propagated_cam", "pseudo_mask"):
         assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_aug)
     predictions = root / "data" / "evaluate" / "prediction"

@@ -44,6 +44,28 @@ def _train(
     return model, start
 
 
+def test_terms_a_loss_reports_are_logged_per_epoch_and_leave_training_unchanged(
+    tiny_layout, tmp_path
+):
+    def with_terms(model, batch):
+        loss = _loss(model, batch)
+        return loss, {"half": loss.detach() / 2, "one": torch.ones(())}
+
+    logs: dict[str, list] = {"without": [], "with": []}
+    without, _ = _train(
+        tiny_layout, 1, tmp_path / "a.pt", log=lambda e, s: logs["without"].append(s)
+    )
+    with_, _ = _train(
+        tiny_layout, 1, tmp_path / "b.pt", log=lambda e, s: logs["with"].append(s), loss=with_terms
+    )
+    (scores,), (with_scores,) = logs["without"], logs["with"]
+    assert with_scores["train/one"] == 1.0  # a mean over the images of the epoch
+    assert with_scores["train/half"] == pytest.approx(with_scores["train/loss"] / 2)
+    assert scores["train/loss"] == with_scores["train/loss"] and "train/half" not in scores
+    for a, b in zip(without.state_dict().values(), with_.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
     straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt")
     partial = tmp_path / "partial.pt"
@@ -59,7 +81,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def _train_one_epoch_checkpoint(layout, path, precision=CPU):
+def _train_one_epoch_checkpoint(layout, path, precision=CPU, images=None):
     """Run the 2-epoch schedule but stop after its first epoch, as a kill would."""
 
     class Stop(Exception):
@@ -69,7 +91,7 @@ def _train_one_epoch_checkpoint(layout, path, precision=CPU):
         raise Stop
 
     with pytest.raises(Stop):
-        _train(layout, 2, path, log=stop, precision=precision)
+        _train(layout, 2, path, log=stop, precision=precision, images=images)
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(tiny_layout, tmp_path, capsys):
@@ -258,13 +280,13 @@ def test_bf16_training_runs_the_network_in_bf16_and_keeps_float32_weights(tiny_l
     not _autocast_on_cpu(torch.float16), reason="this torch has no fp16 autocast on the CPU"
 )
 def test_fp16_training_resumes_with_its_gradient_scaler(tiny_layout, tmp_path):
-    fp16 = resolve_precision("fp16", torch.device("cpu"))
-    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt", precision=fp16)
+    fp16 = resolve_precision("fp16", torch.device("cpu"))  # emulated on the CPU: 2 steps an epoch
+    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt", precision=fp16, images=8)
     partial = tmp_path / "partial.pt"
-    _train_one_epoch_checkpoint(tiny_layout, partial, precision=fp16)
+    _train_one_epoch_checkpoint(tiny_layout, partial, precision=fp16, images=8)
     scaler = torch.load(partial, weights_only=True)["scaler"]
     assert scaler["scale"] > 0  # a live scaler's state, saved to resume with
-    resumed, start = _train(tiny_layout, 2, partial, precision=fp16)
+    resumed, start = _train(tiny_layout, 2, partial, precision=fp16, images=8)
     assert start == 1
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)

@@ -67,6 +67,11 @@ class ThresholdPolicy:
         return self.value == "auto"
 
     @property
+    def needs_tuning(self) -> str | None:
+        """The param that needs a tuning list (its name, under ``auto``), else None."""
+        return self.param if self.auto else None
+
+    @property
     def fixed(self) -> float | None:
         """The user's number, or None under ``auto``."""
         return None if self.auto else float(self.value)

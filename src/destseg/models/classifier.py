@@ -23,6 +23,11 @@ from destseg.models.backbone import build_encoder
 from destseg.models.destruction import PatchConv, destruct_batch
 
 
+def branch_names(ldm: dict | None, mdc: dict | None) -> list[str]:
+    """The names of the enabled branches in the order of :meth:`Classifier.branches`."""
+    return ["ldm"] * bool(ldm) + ["plain"] + ["mdc"] * bool(mdc)
+
+
 class Classifier(nn.Module):
     KIND = "classifier"  # what model files call it
 
@@ -83,11 +88,23 @@ class Classifier(nn.Module):
             out.append(mid)
         return out
 
-    def forward(self, x: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, seeds: torch.Tensor | None = None, each_branch: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Class logits (N, K); the LDM shuffles only in training mode (with ``seeds``: each
-        image as its seed says)."""
-        stacked = torch.cat(self.branches(x, destruct=self.training, seeds=seeds), dim=1)
-        return self.classifier(F.adaptive_avg_pool2d(stacked, 1)).flatten(1)
+        image as its seed says). With ``each_branch``, also each branch's own term of them,
+        (N, B, K) in the order of :meth:`branches`: its slice of the linear layer applied to its
+        pooled features alone (the logits are their sum), what a loss per branch asks to
+        classify on its own."""
+        features = self.branches(x, destruct=self.training, seeds=seeds)
+        pooled = F.adaptive_avg_pool2d(torch.cat(features, dim=1), 1)
+        logits = self.classifier(pooled).flatten(1)
+        if not each_branch:
+            return logits
+        weights = self.classifier.weight.split(self.encoder.out_channels, dim=1)
+        parts = pooled.split(self.encoder.out_channels, dim=1)
+        own = [F.conv2d(part, w).flatten(1) for part, w in zip(parts, weights, strict=True)]
+        return logits, torch.stack(own, dim=1)
 
     def cam(self, x: torch.Tensor) -> torch.Tensor:
         """Raw class activation maps (N, K, h, w) of the unshuffled image, before ReLU."""

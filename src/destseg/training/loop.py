@@ -108,7 +108,9 @@ def sync_batch_norm(module: nn.Module) -> None:
             sync_batch_norm(child)
 
 
-LossFn = Callable[[nn.Module, dict], torch.Tensor]
+# A loss function returns the loss to minimise, or that and named terms to log beside it
+# (detached, each a mean over the batch, e.g. each branch's own loss): ``train/<name>`` per epoch.
+LossFn = Callable[[nn.Module, dict], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
 Validate = Callable[[nn.Module], dict[str, float]]
 EpochLog = Callable[[int, dict[str, float]], None]
 
@@ -189,10 +191,11 @@ def fit(
     for epoch in range(start, schedule.epochs):
         torch.manual_seed(epoch_seed(schedule.seed, epoch))
         sampler.set_epoch(epoch)
-        loss = train_epoch(
+        means = train_epoch(
             run, iter(batches), loss_fn, precision, schedule, epoch, steps_per_epoch, world
         )
-        scores = {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}
+        scores = {"train/loss": means.pop("loss"), "train/lr": scheduler.get_last_lr()[0]}
+        scores |= {f"train/{name}": value for name, value in means.items()}
         if world.main:
             if validate is not None:
                 with precision.autocast():
@@ -260,11 +263,13 @@ def train_epoch(
     epoch: int,
     steps: int,
     world: World,
-) -> float:
+) -> dict[str, float]:
     """``steps`` optimizer steps, each over ``schedule.accumulate`` micro-batches of
-    ``batches``; return the mean loss per image over every process."""
+    ``batches``; return the mean loss per image over every process (``loss``), and likewise
+    each term the loss function reports."""
     run.network.train()
-    total, count = 0.0, 0
+    totals: dict[str, float] = {}
+    count = 0
     with progress_bar(world.main) as progress:
         task = progress.add_task(f"epoch {epoch + 1}/{schedule.epochs}", total=steps)
         for _ in range(steps):
@@ -274,28 +279,30 @@ def train_epoch(
                 # gradients are averaged across processes on the last micro-batch only
                 last = part == schedule.accumulate - 1
                 with nullcontext() if last or world.size == 1 else run.network.no_sync():
-                    loss = _loss(run.network, batch, loss_fn, precision, epoch)
+                    loss, terms = _loss(run.network, batch, loss_fn, precision, epoch)
                     run.scaler.scale(loss / schedule.accumulate).backward()
-                total += loss.item() * len(batch["id"])
+                for name, value in {"loss": loss, **terms}.items():
+                    totals[name] = totals.get(name, 0.0) + value.item() * len(batch["id"])
                 count += len(batch["id"])
             run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
             run.scaler.update()
             run.scheduler.step()
             progress.advance(task)
-    total, count = world.sum(np.array([total, count], dtype=np.float64)).tolist()
-    return total / count
+    *sums, count = world.sum(np.array([*totals.values(), count], dtype=np.float64)).tolist()
+    return {name: value / count for name, value in zip(totals, sums, strict=True)}
 
 
 def _loss(
     network: nn.Module, batch: dict, loss_fn: LossFn, precision: Precision, epoch: int
-) -> torch.Tensor:
-    """The loss of one micro-batch under ``precision``'s autocast; a loss that is not finite
-    stops training with the advice that fits."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one micro-batch under ``precision``'s autocast, and the terms the loss
+    function reports; a loss that is not finite stops training with the advice that fits."""
     with precision.autocast():
         loss = loss_fn(network, to_device(batch, precision.device))
+    loss, terms = loss if isinstance(loss, tuple) else (loss, {})
     if not torch.isfinite(loss):
         advice = "" if precision.dtype is None else f" or set amp off ({precision.name})"
         raise FloatingPointError(
             f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate{advice}"
         )
-    return loss
+    return loss, terms

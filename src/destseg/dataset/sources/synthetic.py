@@ -11,8 +11,18 @@ Each object class has two kinds of evidence, as real objects do:
 
 A classifier trained on image-level labels solves the task from the parts, so its class
 activation map covers much less than the object: the gap that weakly supervised segmentation
-methods try to close. Everything is deterministic from ``seed``; each image has its own random
-generator, so an image does not change when the number of images does.
+methods try to close.
+
+The part comes in two styles (``part_style``). ``shape``: a compact class-specific shape in a
+class-specific colour, local evidence that survives when the image is cut into cells and
+shuffled (the LDM). ``constellation``: four dots of one colour shared by every class, laid out
+in a class-specific pattern over ``part_span`` of the body's diameter, as a face is an
+arrangement of eyes, nose and mouth; each dot alone says nothing of the class, so shuffling the
+cells that hold them destroys the part's evidence while the body's texture, inside every cell,
+survives. That is the situation destruction learning is designed for.
+
+Everything is deterministic from ``seed``; each image has its own random generator, so an image
+does not change when the number of images does.
 """
 
 from __future__ import annotations
@@ -53,6 +63,22 @@ PART_SHAPES: dict[str, Shape] = {
     "saltire": lambda dy, dx, r: _cross(*_rotated(dy, dx), r),
 }
 
+# Constellations, one per class (cycled beyond eight): four dots at these (dy, dx) offsets in
+# units of half the span. Each is symmetric under a left-right flip (a training augmentation),
+# and all have four dots, so neither a flip nor the number of dots tells the classes apart.
+CONSTELLATIONS: dict[str, tuple[tuple[float, float], ...]] = {
+    "row": ((0, -1), (0, -1 / 3), (0, 1 / 3), (0, 1)),
+    "column": ((-1, 0), (-1 / 3, 0), (1 / 3, 0), (1, 0)),
+    "square": ((-0.7, -0.7), (-0.7, 0.7), (0.7, -0.7), (0.7, 0.7)),
+    "diamond": ((-1, 0), (0, -1), (0, 1), (1, 0)),
+    "arrow_up": ((-1, 0), (1, -1), (1, 1), (1 / 3, 0)),
+    "arrow_down": ((1, 0), (-1, -1), (-1, 1), (-1 / 3, 0)),
+    "tee": ((-1, -1), (-1, 0), (-1, 1), (1, 0)),
+    "stand": ((1, -1), (1, 0), (1, 1), (-1, 0)),
+}
+DOT_COLOUR = np.array([1.0, 1.0, 1.0])  # white: the same for every class
+PART_STYLES = ("shape", "constellation")
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -69,7 +95,9 @@ class SyntheticSpec:
     part_size: float = 0.25  # part diameter as a fraction of the object diameter
     part_offset: float = 0.0  # part centre from the body centre, + up to 0.35, in body radii
     body_thinness: float = 1.0  # the short axis of a body: 0.6-1 of its long axis, times this
-    part_saliency: float = 1.0  # 0: the part has the body's colour; 1: its own class colour
+    part_saliency: float = 1.0  # 0: the part has the body's colour; 1: its own colour
+    part_style: str = "shape"  # shape: local, class-coloured; constellation: four shared dots
+    part_span: float = 0.6  # constellation: extent of the dots, as a fraction of the body diameter
     body_saliency: float = 0.35  # 0: body colour and texture random; 1: fully class-specific
     clutter: float = 0.5  # 0: plain background; 1: many textured distractors
     noise: float = 0.03  # standard deviation of the pixel noise (colours in [0, 1])
@@ -87,6 +115,8 @@ class SyntheticSpec:
             "part_offset": 0 <= self.part_offset <= 0.5,
             "body_thinness": 0 < self.body_thinness <= 1,
             "part_saliency": 0 <= self.part_saliency <= 1,
+            "part_style": self.part_style in PART_STYLES,
+            "part_span": 0 < self.part_span <= 1,
             "body_saliency": 0 <= self.body_saliency <= 1,
             "clutter": 0 <= self.clutter <= 1,
             "noise": self.noise >= 0,
@@ -97,8 +127,8 @@ class SyntheticSpec:
                 raise ValueError(f"synthetic dataset: invalid {name} ({getattr(self, name)})")
 
     def class_names(self) -> list[str]:
-        """Class names, background first; named after their part shape."""
-        shapes = list(PART_SHAPES)
+        """Class names, background first; named after their part shape or constellation."""
+        shapes = list(PART_SHAPES if self.part_style == "shape" else CONSTELLATIONS)
         names = ["background"]
         for c in range(self.num_classes):
             base = shapes[c % len(shapes)]
@@ -157,6 +187,23 @@ def _oriented_blob(yy, xx, cy, cx, radius, rng, thinness: float = 1.0) -> tuple[
     theta = np.arctan2(v, u)
     wobble = 1 + 0.12 * np.sin(rng.integers(2, 5) * theta + rng.uniform(0, 2 * np.pi))
     return u**2 + v**2 <= (radius * wobble) ** 2, angle
+
+
+def _constellation(
+    yy: np.ndarray,
+    xx: np.ndarray,
+    cy: float,
+    cx: float,
+    pattern: tuple[tuple[float, float], ...],
+    half_span: float,
+    dot_radius: float,
+) -> np.ndarray:
+    """The dots (boolean map) of a constellation centred on (cy, cx): one disk of
+    ``dot_radius`` at each offset of ``pattern`` times ``half_span``."""
+    dots = np.zeros(yy.shape, dtype=bool)
+    for dy, dx in pattern:
+        dots |= (yy - cy - dy * half_span) ** 2 + (xx - cx - dx * half_span) ** 2 <= dot_radius**2
+    return dots
 
 
 def _background(spec: SyntheticSpec, yy, xx, rng) -> np.ndarray:
@@ -231,8 +278,14 @@ def render_image(
         if spec.part_offset > 0:  # towards one end of the long axis, like a head
             direction = axis + np.pi * (direction > np.pi)
         offset = distance * np.exp(1j * direction)
-        part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
-        image[part] = (1 - spec.part_saliency) * colour + spec.part_saliency * look.part_colour
+        if spec.part_style == "constellation":  # on the body's centre: the same draws as a shape
+            pattern = list(CONSTELLATIONS.values())[cls % len(CONSTELLATIONS)]
+            part = _constellation(yy, xx, cy, cx, pattern, spec.part_span * radius, part_radius)
+            part_colour = DOT_COLOUR
+        else:
+            part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
+            part_colour = look.part_colour
+        image[part] = (1 - spec.part_saliency) * colour + spec.part_saliency * part_colour
         mask[body | part] = cls + 1
         parts = (parts & ~body) | part
     image += rng.normal(0, spec.noise, size=image.shape) if spec.noise > 0 else 0
