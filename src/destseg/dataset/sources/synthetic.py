@@ -16,10 +16,11 @@ methods try to close.
 The part comes in two styles (``part_style``). ``shape``: a compact class-specific shape in a
 class-specific colour, local evidence that survives when the image is cut into cells and
 shuffled (the LDM). ``constellation``: four dots of one colour shared by every class, laid out
-in a class-specific pattern over ``part_span`` of the body's diameter, as a face is an
-arrangement of eyes, nose and mouth; each dot alone says nothing of the class, so shuffling the
-cells that hold them destroys the part's evidence while the body's texture, inside every cell,
-survives. That is the situation destruction learning is designed for.
+in a class-specific pattern over ``part_span`` of the body's diameter and centred where a shape
+would be (``part_offset``), as a face is an arrangement of eyes, nose and mouth; each dot alone
+says nothing of the class, so shuffling the cells that hold them destroys the part's evidence
+while the body's texture, inside every cell, survives. That is the situation destruction
+learning is designed for.
 
 Everything is deterministic from ``seed``; each image has its own random generator, so an image
 does not change when the number of images does.
@@ -278,9 +279,10 @@ def render_image(
         if spec.part_offset > 0:  # towards one end of the long axis, like a head
             direction = axis + np.pi * (direction > np.pi)
         offset = distance * np.exp(1j * direction)
-        if spec.part_style == "constellation":  # on the body's centre: the same draws as a shape
+        if spec.part_style == "constellation":  # centred where a shape would be
             pattern = list(CONSTELLATIONS.values())[cls % len(CONSTELLATIONS)]
-            part = _constellation(yy, xx, cy, cx, pattern, spec.part_span * radius, part_radius)
+            centre = (cy + offset.imag, cx + offset.real)
+            part = _constellation(yy, xx, *centre, pattern, spec.part_span * radius, part_radius)
             part_colour = DOT_COLOUR
         else:
             part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
