@@ -24,6 +24,7 @@ class SyntheticParams(Section):
     part_saliency: Probability
     part_style: Literal["shape", "constellation"]
     part_span: Annotated[float, Field(gt=0, le=1)]
+    part_frame: Literal["image", "body"]
     body_saliency: Probability
     clutter: Probability
     noise: Annotated[float, Field(ge=0)]

@@ -188,6 +188,45 @@ def test_the_constellation_regime_draws_the_same_images_but_for_the_parts():
         np.testing.assert_array_equal(mask[elsewhere & ~band], mask_shape[elsewhere & ~band])
 
 
+def test_a_constellation_turns_with_its_frame_and_a_flip_leaves_it_itself():
+    from destseg.dataset.sources.synthetic import _constellation
+
+    yy, xx = np.mgrid[0:96, 0:96].astype(float)
+    # a row laid out along +x is the column laid out as written
+    row, column = CONSTELLATIONS["row"], CONSTELLATIONS["column"]
+    np.testing.assert_array_equal(
+        _constellation(yy, xx, 48, 48, row, 30, 4, down=(0.0, 1.0)),
+        _constellation(yy, xx, 48, 48, column, 30, 4),
+    )
+    # the mirror image of a constellation in any frame is the same constellation in the mirrored
+    # frame (the centre at x = 48 lies on the flip's axis of a 97 px wide grid)
+    yy, xx = np.mgrid[0:97, 0:97].astype(float)
+    down = (np.sin(0.7), np.cos(0.7))
+    for pattern in CONSTELLATIONS.values():
+        dots = _constellation(yy, xx, 40, 48, pattern, 25, 3, down=down)
+        mirrored = _constellation(yy, xx, 40, 48, pattern, 25, 3, down=(down[0], -down[1]))
+        np.testing.assert_array_equal(dots[:, ::-1], mirrored)
+
+
+def test_the_body_frame_points_the_pattern_at_the_body_centre():
+    """With ``part_frame: body`` and the part at one end of the body, a column runs along the
+    body's long axis: its dots line up with the body's centre."""
+    spec = SyntheticSpec(
+        **{**CONSTELLATION.__dict__, "part_frame": "body", "part_offset": 0.4, "num_classes": 2}
+    )
+    for _, _, _, mask, dots in generate(spec, 0):
+        if not (mask == 2).any():  # class 2: the column
+            continue
+        ys, xs = np.nonzero(dots & (mask == 2))
+        object_y, object_x = np.nonzero(mask == 2)
+        centre = np.array([object_y.mean(), object_x.mean()])
+        points = np.stack([ys, xs], 1) - centre
+        # the dots and the object's centre lie on one line: the points' second singular value
+        # (spread across that line) is small against the first
+        singular = np.linalg.svd(np.vstack([points, [[0.0, 0.0]]]), compute_uv=False)
+        assert singular[1] < 0.25 * singular[0]
+
+
 @pytest.mark.bad_input
 def test_an_unknown_part_style_is_refused():
     with pytest.raises(ValueError, match="invalid part_style"):

@@ -79,6 +79,10 @@ CONSTELLATIONS: dict[str, tuple[tuple[float, float], ...]] = {
 }
 DOT_COLOUR = np.array([1.0, 1.0, 1.0])  # white: the same for every class
 PART_STYLES = ("shape", "constellation")
+# A constellation's frame: ``image``, its up is the image's up; ``body``, its up points from the
+# part towards the body's centre, so that at one end of an elongated body (``part_offset`` > 0) the
+# dots lie along the body.
+PART_FRAMES = ("image", "body")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class SyntheticSpec:
     part_saliency: float = 1.0  # 0: the part has the body's colour; 1: its own colour
     part_style: str = "shape"  # shape: local, class-coloured; constellation: four shared dots
     part_span: float = 0.6  # constellation: extent of the dots, as a fraction of the body diameter
+    part_frame: str = "image"  # constellation: its up is the image's, or (body) the body centre
     body_saliency: float = 0.35  # 0: body colour and texture random; 1: fully class-specific
     clutter: float = 0.5  # 0: plain background; 1: many textured distractors
     noise: float = 0.03  # standard deviation of the pixel noise (colours in [0, 1])
@@ -118,6 +123,7 @@ class SyntheticSpec:
             "part_saliency": 0 <= self.part_saliency <= 1,
             "part_style": self.part_style in PART_STYLES,
             "part_span": 0 < self.part_span <= 1,
+            "part_frame": self.part_frame in PART_FRAMES,
             "body_saliency": 0 <= self.body_saliency <= 1,
             "clutter": 0 <= self.clutter <= 1,
             "noise": self.noise >= 0,
@@ -198,12 +204,18 @@ def _constellation(
     pattern: tuple[tuple[float, float], ...],
     half_span: float,
     dot_radius: float,
+    down: tuple[float, float] = (1.0, 0.0),
 ) -> np.ndarray:
     """The dots (boolean map) of a constellation centred on (cy, cx): one disk of
-    ``dot_radius`` at each offset of ``pattern`` times ``half_span``."""
+    ``dot_radius`` at each offset (dy, dx) of ``pattern`` times ``half_span``, dy along the unit
+    vector ``down`` (y, x) and dx along it turned a quarter towards +x; (1, 0) lays the pattern
+    out as written. A left-right flip of the image turns a pattern laid out along ``down`` into
+    its mirror along the flipped ``down``, which is the pattern itself for every constellation."""
+    a, b = down
     dots = np.zeros(yy.shape, dtype=bool)
     for dy, dx in pattern:
-        dots |= (yy - cy - dy * half_span) ** 2 + (xx - cx - dx * half_span) ** 2 <= dot_radius**2
+        shift_y, shift_x = half_span * (dy * a - dx * b), half_span * (dy * b + dx * a)
+        dots |= (yy - cy - shift_y) ** 2 + (xx - cx - shift_x) ** 2 <= dot_radius**2
     return dots
 
 
@@ -282,7 +294,11 @@ def render_image(
         if spec.part_style == "constellation":  # centred where a shape would be
             pattern = list(CONSTELLATIONS.values())[cls % len(CONSTELLATIONS)]
             centre = (cy + offset.imag, cx + offset.real)
-            part = _constellation(yy, xx, *centre, pattern, spec.part_span * radius, part_radius)
+            down = (1.0, 0.0)  # the pattern's +dy in image (y, x)
+            if spec.part_frame == "body" and abs(offset) > 0:
+                down = (offset.imag / abs(offset), offset.real / abs(offset))
+            half_span = spec.part_span * radius
+            part = _constellation(yy, xx, *centre, pattern, half_span, part_radius, down)
             part_colour = DOT_COLOUR
         else:
             part = look.part_shape(yy - cy - offset.imag, xx - cx - offset.real, part_radius)
