@@ -4,8 +4,8 @@ Runs `dvc repro --force` once, as a user would (DVC starts once), and times each
 moment DVC announces it ("Running stage '<name>'") to the next announcement or the end; DVC's
 own work between stages (hashing outputs, writing dvc.lock) counts with the stage before it.
 Prints a markdown table (seconds per stage, and the total wall time of the command), the
-numbers quoted in README.md. It reruns the whole pipeline, so it takes as long as `dvc repro`
-from scratch; delete data/checkpoints/ first, or a stage resumes instead of training.
+numbers quoted in docs/benchmarks.md. It reruns the whole pipeline, so it takes as long as
+`dvc repro` from scratch; delete data/checkpoints/ first, or a stage resumes instead of training.
 
     python benchmarks/stage_times.py
 """

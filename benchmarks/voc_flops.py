@@ -1,6 +1,6 @@
 """Estimate: the compute of each network stage of configs/voc2012.yaml, and its time on a GPU.
 
-No GPU has been lent to this project yet, so the README's VOC timings are estimates from
+No GPU has been lent to this project yet, so the VOC timings of docs/gpus.md are estimates from
 counted FLOPs (``torch.utils.flop_counter``, multiply-add = 2 FLOPs) divided by an assumed
 sustained throughput (``--tflops``, default 20 TFLOP/s: a guess for plain fp32/TF32 PyTorch
 ResNet-50 training on one H100, well below its peak; replace it with a measured one).

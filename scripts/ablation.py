@@ -44,7 +44,7 @@ VARIANTS = {
     "mdc": {"cls.ldm.enabled": "false", "cls.mdc.enabled": "true"},
     "ldm-mdc": {"cls.ldm.enabled": "true", "cls.mdc.enabled": "true"},
     # The LDM alone with cells the size of the demo's parts (16 px at 128 px): at grid 4 the
-    # 32 px cells keep every part whole, so the shuffle removes little (README, issue 12).
+    # 32 px cells keep every part whole, so the shuffle removes little (docs/results.md).
     "ldm-grid8": {"cls.ldm.enabled": "true", "cls.mdc.enabled": "false", "cls.ldm.grid": "8"},
 }
 

@@ -201,8 +201,8 @@ def _files(folder):
 def test_a_sharded_stage_writes_the_bytes_of_an_unsharded_one(repo, tmp_path, stage):
     root, env = repo
     # one thread per process in both runs: at 2 threads the CPU's convolutions round some
-    # float16 CAM values one step apart (measured on make_cam: README, "Several GPUs and several
-    # processes")
+    # float16 CAM values one step apart (measured on make_cam: docs/gpus.md, "Several GPUs and
+    # several processes")
     env = {**env, "OMP_NUM_THREADS": "1"}
     runs = {}
     for nproc in (1, 2):
