@@ -1,5 +1,7 @@
 """Multi-seed studies as DVC experiments: the destruction-learning ablation (baseline, +LDM, +MDC,
-both, and +LDM with grid 8) and the refinement methods (refine.method crf, affinity, affinity+crf).
+both, +LDM with grid 8, both with each branch's own loss), the same in the constellation regime
+(`--study constellation`, experiments named `constellation-<variant>-seed<N>`), and the
+refinement methods (refine.method crf, affinity, affinity+crf).
 
 Queue the experiments (DVC experiments with -S overrides, one per variant and seed), run them,
 then collect their metrics into a table (mean and standard deviation per variant):
@@ -29,7 +31,7 @@ import io
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +48,29 @@ VARIANTS = {
     # The LDM alone with cells the size of the demo's parts (16 px at 128 px): at grid 4 the
     # 32 px cells keep every part whole, so the shuffle removes little (docs/results.md).
     "ldm-grid8": {"cls.ldm.enabled": "true", "cls.mdc.enabled": "false", "cls.ldm.grid": "8"},
+    # Both modules with each branch's own loss beside the stacked one (cls.branch_loss), at
+    # weight 1: the branches' mean own loss counts as much as the stacked logits' loss. Fixed
+    # before any run with it; not tuned.
+    "ldm-mdc-branch": {
+        "cls.ldm.enabled": "true",
+        "cls.mdc.enabled": "true",
+        "cls.branch_loss": "1.0",
+    },
+}
+
+# The constellation regime that passed the premise check (docs/results.md, R9): the part's
+# evidence is an arrangement of dots that region confusion at grid 4, k 2 destroys.
+CONSTELLATION = {
+    "data.synthetic.part_style": "constellation",
+    "data.synthetic.part_size": "0.1",
+    "data.synthetic.part_span": "0.45",
+    "data.synthetic.min_object_size": "0.6",
+    "data.synthetic.body_thinness": "0.7",
+    "data.synthetic.body_saliency": "0.13",
+    "cls.ldm.k": "2",
+}
+CONSTELLATION_VARIANTS = {
+    name: VARIANTS[name] for name in ("baseline", "ldm", "mdc", "ldm-mdc", "ldm-mdc-branch")
 }
 
 # (column in the table, metrics file, key in that file)
@@ -80,15 +105,29 @@ METHOD_METRICS = [
 
 @dataclass(frozen=True)
 class Study:
-    """Variants (name -> param overrides), the metrics to tabulate, the output path."""
+    """Variants (name -> param overrides), the metrics to tabulate, the output path; ``base``:
+    overrides every variant shares (the data regime), ``prefix``: of the experiment names, so
+    that studies on different data never share one; ``baseline``: the variant the others are
+    compared with per seed (none: no paired table)."""
 
     variants: dict[str, dict[str, str]]
     metrics: list[tuple[str, str, str]]
     out: Path
+    base: dict[str, str] = field(default_factory=dict)
+    prefix: str = ""
+    baseline: str | None = None
 
 
 STUDIES = {
-    "destruction": Study(VARIANTS, METRICS, Path("data/ablation")),
+    "destruction": Study(VARIANTS, METRICS, Path("data/ablation"), baseline="baseline"),
+    "constellation": Study(
+        CONSTELLATION_VARIANTS,
+        METRICS,
+        Path("data/constellation_ablation"),
+        base=CONSTELLATION,
+        prefix="constellation-",
+        baseline="baseline",
+    ),
     "refine": Study(METHODS, METHOD_METRICS, Path("data/refine_methods")),
 }
 
@@ -99,14 +138,20 @@ NAME = re.compile(r"^(?P<variant>[a-z0-9-]+)-seed(?P<seed>\d+)$")
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def queue_commands(seeds: list[int], study: str = "destruction") -> list[list[str]]:
-    """The `dvc exp run --queue` command of every variant of ``study`` and seed, seed by
-    seed: a queue stopped part-way leaves whole seeds, every variant paired with its baseline."""
+def queue_commands(
+    seeds: list[int], study: str = "destruction", variants: list[str] | None = None
+) -> list[list[str]]:
+    """The `dvc exp run --queue` command of every variant of ``study`` (or of ``variants``, in
+    that order) and seed, seed by seed: a queue stopped part-way leaves whole seeds, every
+    variant paired with its baseline."""
+    spec = STUDIES[study]
     commands = []
     for seed in seeds:
-        for variant, overrides in STUDIES[study].variants.items():
-            command = ["dvc", "exp", "run", "--queue", "-n", f"{variant}-seed{seed}"]
-            for key, value in {**overrides, "seed": str(seed)}.items():
+        for variant in variants or spec.variants:
+            name = f"{spec.prefix}{variant}-seed{seed}"
+            command = ["dvc", "exp", "run", "--queue", "-n", name]
+            overrides = {**spec.base, **spec.variants[variant], "seed": str(seed)}
+            for key, value in overrides.items():
                 command += ["-S", f"{key}={value}"]
             commands.append(command)
     return commands
@@ -124,10 +169,12 @@ def finished(
 ) -> list[tuple[dict, str, int]]:
     """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows
     (of ``seeds`` only, if given), in the study's variant order, then by seed."""
-    variants = list(STUDIES[study].variants)
+    spec = STUDIES[study]
+    variants = list(spec.variants)
     found = []
     for row in rows:
-        match = NAME.match(str(row.get("Experiment") or ""))
+        name = str(row.get("Experiment") or "")
+        match = NAME.match(name.removeprefix(spec.prefix)) if name.startswith(spec.prefix) else None
         if match is None or match["variant"] not in variants:
             continue
         if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
@@ -220,7 +267,7 @@ def paired_markdown(differences: pd.DataFrame) -> str:
     return shown.fillna("").to_markdown(index=False, disable_numparse=True)
 
 
-StudyOption = Annotated[str, typer.Option(help="destruction or refine.")]
+StudyOption = Annotated[str, typer.Option(help="destruction, constellation or refine.")]
 SeedsOption = Annotated[
     list[int] | None,
     typer.Option(
@@ -245,9 +292,16 @@ def _check(study: str) -> str:
 def queue(
     seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0, 1, 2],  # noqa: B006
     study: StudyOption = "destruction",
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this variant (repeat for several, queued in this order)."),
+    ] = None,
 ):
     """Queue one DVC experiment per variant and seed."""
-    for command in queue_commands(seeds, _check(study)):
+    unknown = set(variant or []) - set(STUDIES[_check(study)].variants)
+    if unknown:
+        raise typer.BadParameter(f"{sorted(unknown)}: not variants of the {study} study")
+    for command in queue_commands(seeds, study, variant):
         subprocess.run(command, check=True)
 
 
@@ -269,8 +323,9 @@ def collect(
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     table.to_csv(out.with_suffix(".csv"))
     markdown = to_markdown(table)
-    if study == "destruction":
-        differences = paired(frame, "baseline", PAIRED)
+    baseline = STUDIES[study].baseline
+    if baseline is not None:
+        differences = paired(frame, baseline, PAIRED)
         differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
         markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + paired_markdown(
             differences
@@ -313,20 +368,23 @@ def experiment_profile(rev: str) -> dict[str, float]:
 
 @app.command()
 def profile(
-    out: Annotated[Path, typer.Option(help="Output path without suffix.")] = Path(
-        "data/ablation_profile"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Output path without suffix (<study's out>_profile).")
+    ] = None,
     rev: RevOption = None,
     seeds: SeedsOption = None,
+    study: StudyOption = "destruction",
 ):
-    """Where the CAM of each finished experiment of the destruction study is strong (synthetic
+    """Where the CAM of each finished experiment of the study is strong (synthetic
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
     background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv)."""
     import dvc.api
 
+    spec = STUDIES[_check(study)]
+    out = out or spec.out.with_name(f"{spec.out.name}_profile")
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
-        for row, variant, seed in finished(dvc.api.exp_show(revs=rev), seeds=seeds)
+        for row, variant, seed in finished(dvc.api.exp_show(revs=rev), _check(study), seeds)
     ]
     frame = pd.DataFrame(records)
     table = summarize(frame)

@@ -12,15 +12,16 @@ import ablation
 
 def test_queue_commands_cover_every_variant_and_seed():
     commands = ablation.queue_commands([0, 1, 2])
-    assert len(commands) == 15
+    assert len(commands) == 3 * len(ablation.VARIANTS) == 18
     names = [c[c.index("-n") + 1] for c in commands]
-    assert len(set(names)) == 15 and "ldm-mdc-seed2" in names
+    assert len(set(names)) == 18 and "ldm-mdc-seed2" in names
     assert all(ablation.NAME.match(name)["variant"] in ablation.VARIANTS for name in names)
     assert "cls.ldm.grid=8" in commands[names.index("ldm-grid8-seed0")]
     baseline = commands[names.index("baseline-seed1")]
     assert "cls.ldm.enabled=false" in baseline and "cls.mdc.enabled=false" in baseline
     assert "seed=1" in baseline and baseline[:5] == ["dvc", "exp", "run", "--queue", "-n"]
-    assert names[:5] == [f"{variant}-seed0" for variant in ablation.VARIANTS]  # seed by seed
+    assert names[:6] == [f"{variant}-seed0" for variant in ablation.VARIANTS]  # seed by seed
+    assert "cls.branch_loss=1.0" in commands[names.index("ldm-mdc-branch-seed2")]
 
 
 def _row(name, cam, seg, map_=0.9):
@@ -114,3 +115,29 @@ def test_paired_markdown_keeps_the_differences_as_written():
     markdown = ablation.paired_markdown(ablation.paired(frame, "baseline", ["CAM mIoU"]))
     row = markdown.splitlines()[2]
     assert "| -0.1 " in row and "-0.100" not in row  # one seed: no interval, no p
+
+
+def test_the_constellation_study_runs_every_variant_on_its_regime():
+    commands = ablation.queue_commands(
+        [0, 1], study="constellation", variants=["baseline", "ldm-mdc-branch"]
+    )
+    names = [c[c.index("-n") + 1] for c in commands]
+    assert names == [
+        "constellation-baseline-seed0",
+        "constellation-ldm-mdc-branch-seed0",
+        "constellation-baseline-seed1",
+        "constellation-ldm-mdc-branch-seed1",
+    ]
+    for command in commands:  # the regime is on every variant, the variant's own keys on top
+        assert "data.synthetic.part_style=constellation" in command
+        assert "cls.ldm.k=2" in command
+    assert "cls.branch_loss=1.0" in commands[1] and "cls.ldm.enabled=false" in commands[0]
+    rows = [
+        {**_row("constellation-baseline-seed0", 0.5, 0.6), "State": "Success"},
+        {**_row("baseline-seed0", 0.9, 0.9), "State": "Success"},  # the demo's, not this study's
+        {**_row("constellation-ldm-mdc-seed0", 0.4, 0.5), "State": "Success"},
+    ]
+    frame = ablation.runs(rows, study="constellation")
+    assert list(frame["variant"]) == ["baseline", "ldm-mdc"]
+    assert list(frame["CAM mIoU"]) == [0.5, 0.4]
+    assert list(ablation.runs(rows)["CAM mIoU"]) == [0.9]  # and the demo's study only its own
