@@ -31,6 +31,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -394,6 +395,130 @@ def profile(
     markdown = to_markdown(table)
     out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
+
+
+BRANCHES = {"ldm": "LDM (w^.F)", "plain": "plain (w.F)", "mdc": "MDC (w~.F~)"}
+
+
+def experiment_branches(rev: str) -> tuple[list[dict], list[dict], float]:
+    """For the experiment at git revision ``rev`` (synthetic data): each branch's own val mAP on
+    intact and on region-confused images (at the experiment's cls.ldm grid and k), each
+    branch's own training loss per epoch (DVCLive's ``train/loss_<branch>``; a one-branch
+    classifier's is its loss), and the linear probe's accuracy on the bodies."""
+    import tempfile
+
+    import torch
+    from dvc.api import DVCFileSystem
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from body_probe import body_probe
+    from branch_profile import branch_map
+
+    from destseg.dataset.layout import VOCLayout
+    from destseg.dataset.sources.synthetic import SyntheticSpec
+    from destseg.dataset.torch_dataset import VOCDataset
+    from destseg.models.classifier import Classifier, branch_names
+    from destseg.models.model_file import load_model
+
+    fs = DVCFileSystem(".", rev=rev)
+    config = yaml.safe_load(fs.read_text("params.yaml"))
+    with tempfile.TemporaryDirectory() as work:
+        fs.get("data/dataset", f"{work}/dataset", recursive=True)
+        fs.get_file("data/train_cls/model.pt", f"{work}/model.pt")
+        model, stored = load_model(Path(work, "model.pt"), Classifier, torch.device("cpu"))
+        model.eval()
+        layout = VOCLayout(Path(work, "dataset"))
+        val = VOCDataset(layout, layout.ids(config["splits"]["val"]))
+        ldm = config["cls"]["ldm"]
+        names = branch_names(stored.get("ldm"), stored.get("mdc"))
+        intact = branch_map(model, val, ldm, shuffled=False)
+        confused = branch_map(model, val, ldm, shuffled=True)
+        data = config["data"]
+        probe = body_probe(model, SyntheticSpec(**data["synthetic"]), data["seed"])
+    maps = [
+        {"branch": BRANCHES[n], "mAP intact": a, "mAP confused": b}
+        for n, a, b in zip(names, intact, confused, strict=True)
+    ]
+    losses = []
+    for name in names:
+        metric = "loss" if len(names) == 1 else f"loss_{name}"
+        table = pd.read_csv(
+            io.StringIO(fs.read_text(f"data/metrics/train_cls/plots/metrics/train/{metric}.tsv")),
+            sep="\t",
+        )
+        losses += [
+            {"branch": BRANCHES[name], "epoch": int(step) + 1, "loss": loss}
+            for step, loss in zip(table["step"], table[metric], strict=True)
+        ]
+    return maps, losses, probe
+
+
+@app.command()
+def branches(
+    out: Annotated[
+        Path | None, typer.Option(help="Output path without suffix (<study's out>_branches).")
+    ] = None,
+    rev: RevOption = None,
+    seeds: SeedsOption = None,
+    study: StudyOption = "destruction",
+):
+    """What each branch of each finished experiment's classifier learned (synthetic data
+    only): its own val mAP on intact and region-confused images, its own training loss per
+    epoch, and a linear probe of the encoder on the bodies (benchmarks/body_probe.py). Writes
+    <out>_runs.csv (mAPs and probe per run and branch), <out>_losses.csv (per epoch) and
+    <out>.md (mean ± std per variant and branch)."""
+    import dvc.api
+
+    spec = STUDIES[_check(study)]
+    out = out or spec.out.with_name(f"{spec.out.name}_branches")
+    maps, losses = [], []
+    for row, variant, seed in finished(dvc.api.exp_show(revs=rev), study, seeds):
+        run_maps, run_losses, probe = experiment_branches(row["rev"])
+        tag = {"variant": variant, "seed": seed}
+        maps += [{**tag, **m, "body probe accuracy": probe} for m in run_maps]
+        losses += [{**tag, **loss} for loss in run_losses]
+        print(f"{variant} seed {seed}: done")
+    maps, losses = pd.DataFrame(maps), pd.DataFrame(losses)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    maps.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    losses.to_csv(out.with_name(f"{out.name}_losses.csv"), index=False, float_format="%.6f")
+    markdown = branch_markdown(maps, losses)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+def branch_markdown(maps: pd.DataFrame, losses: pd.DataFrame) -> str:
+    """Mean ± std over seeds: per variant and branch, the own mAPs; per variant, the encoder's
+    body probe; per variant and branch, the own loss at the first, middle and last epochs."""
+    keys = ["variant", "branch"]
+    grouped = maps.groupby(keys, sort=False)
+    table = grouped[["mAP intact", "mAP confused"]].agg(["mean", "std"])
+    table.insert(0, ("seeds", ""), grouped["seed"].nunique())
+    runs = maps.drop_duplicates(["variant", "seed"]).groupby("variant", sort=False)
+    probe = runs[["body probe accuracy"]].agg(["mean", "std"])
+    probe.insert(0, ("seeds", ""), runs["seed"].nunique())
+    last = int(losses["epoch"].max())
+    epochs = sorted({1, (last + 1) // 2, last})
+    wide = losses[losses["epoch"].isin(epochs)].pivot_table(
+        index=["variant", "seed", "branch"], columns="epoch", values="loss"
+    )
+    wide.columns = [f"own loss, epoch {e}" for e in wide.columns]
+    by_branch = wide.reset_index().groupby(keys, sort=False)[list(wide.columns)]
+    loss_table = pd.concat(
+        [table[[("seeds", "")]], by_branch.agg(["mean", "std"]).reindex(table.index)], axis=1
+    )
+    for frame in (table, loss_table):
+        frame.index = [f"{variant}: {branch}" for variant, branch in frame.index]
+    return "\n\n".join(
+        [
+            "Each branch's own val mAP, on intact and on region-confused images:",
+            to_markdown(table),
+            "The encoder's linear probe on the bodies (val accuracy):",
+            to_markdown(probe),
+            "Each branch's own training loss:",
+            to_markdown(loss_table),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -141,3 +141,30 @@ def test_the_constellation_study_runs_every_variant_on_its_regime():
     assert list(frame["variant"]) == ["baseline", "ldm-mdc"]
     assert list(frame["CAM mIoU"]) == [0.5, 0.4]
     assert list(ablation.runs(rows)["CAM mIoU"]) == [0.9]  # and the demo's study only its own
+
+
+def test_the_branch_tables_average_per_variant_and_branch():
+    maps = pd.DataFrame(
+        [
+            ("ldm-mdc", 0, "LDM (w^.F)", 0.3, 0.2, 0.7),
+            ("ldm-mdc", 0, "plain (w.F)", 0.9, 0.7, 0.7),
+            ("ldm-mdc", 1, "LDM (w^.F)", 0.5, 0.4, 0.9),
+            ("ldm-mdc", 1, "plain (w.F)", 0.9, 0.7, 0.9),
+        ],
+        columns=["variant", "seed", "branch", "mAP intact", "mAP confused", "body probe accuracy"],
+    )
+    losses = pd.DataFrame(
+        [
+            ("ldm-mdc", seed, branch, epoch, loss + seed)
+            for seed in (0, 1)
+            for branch in ("LDM (w^.F)", "plain (w.F)")
+            for epoch, loss in ((1, 0.5), (2, 0.4), (3, 0.3))
+        ],
+        columns=["variant", "seed", "branch", "epoch", "loss"],
+    )
+    markdown = ablation.branch_markdown(maps, losses)
+    ldm = next(line for line in markdown.splitlines() if line.startswith("| ldm-mdc: LDM"))
+    assert "0.400 ± 0.141" in ldm and "0.300 ± 0.141" in ldm  # mAPs over the two seeds
+    assert "| ldm-mdc   |       2 | 0.800 ± 0.141" in markdown  # the probe once per run
+    assert "own loss, epoch 1" in markdown and "own loss, epoch 3" in markdown
+    assert "1.000 ± 0.707" in markdown  # epoch 1: 0.5 and 1.5
