@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Options that several stages share; each stage gives the default path that dvc.yaml uses.
 ParamsOption = Annotated[
@@ -81,7 +82,11 @@ def reported(main: Callable) -> Callable:
         except (StageError, OSError, ValueError, FloatingPointError) as err:
             if debug:
                 raise
-            console.print(f"[bold red]error:[/] {_message(err)}", highlight=False, soft_wrap=True)
+            # the message quotes the user's text (params, paths): printed literally, never
+            # read as Rich markup ("sgd[/]" would raise inside this handler)
+            console.print(
+                f"[bold red]error:[/] {escape(_message(err))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt as interrupt:
             if debug:

@@ -51,6 +51,14 @@ def main(
 ) -> None:
     """Build the dataset: JPEGImages, SegmentationClass, image lists, classes and labels."""
     data = read_params(params, "data", DataParams)
+    if data.source == "folder" and data.folder.root:
+        root, target = Path(data.folder.root).resolve(), out.resolve()
+        if root.is_relative_to(target) or target.is_relative_to(root):
+            # replacing the output would delete the user's folder (or write into it)
+            raise StageError(
+                f"data.folder.root ({data.folder.root}) and --out ({out}) overlap: the dataset "
+                "is copied into --out, which is replaced as a whole; choose an --out outside it"
+            )
     with atomic_path(out, directory=True) as tmp:
         counts = build(data, VOCLayout(tmp))
         classes = len(VOCLayout(tmp).classes) - 1

@@ -2,8 +2,9 @@
 field types several sections share.
 
 Validation happens before any work: an unknown key, a wrong type or a value out of range stops
-the stage with one line naming the parameter. Booleans are strict, so ``pretrained: "no"`` is an
-error rather than true.
+the stage with one line naming the parameter. Types are strict, so ``pretrained: "no"`` is an
+error rather than true and ``seed: true`` an error rather than seed 1; numbers must be finite
+(``.inf`` and ``.nan`` are YAML numbers that no parameter means).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ ImageId = Annotated[str, AfterValidator(partial(check_id, where="image id"))]
 
 
 class Section(BaseModel):
-    """A section of params.yaml: unknown keys are refused, values cannot be changed."""
+    """A section of params.yaml: unknown keys are refused, values cannot be changed, types are
+    strict (an integer is accepted for a float, nothing else converts) and numbers finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stages.params.base import Probability, Section, Seed
 
@@ -29,6 +29,15 @@ class SyntheticParams(Section):
     clutter: Probability
     noise: Annotated[float, Field(ge=0)]
     boundary_ignore: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SyntheticParams:
+        for low, high in (("min_objects", "max_objects"), ("min_object_size", "max_object_size")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
+                )
+        return self
 
 
 Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from stages.params.base import ImageId, Section, Seed
 
@@ -17,3 +17,11 @@ class GalleryParams(Section):
     # A fixed list instead of a seeded sample (each must be in splits.score_cams).
     ids: list[ImageId] = Field(default_factory=list)
     size: Annotated[int, Field(ge=32, le=1024)]
+
+    @field_validator("ids")
+    @classmethod
+    def _unique(cls, ids: list[str]) -> list[str]:
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return ids

@@ -15,20 +15,70 @@ class ParamsError(ValueError):
     """The params file or one of its values is unusable; the message names the key."""
 
 
+# Every top-level key of params.yaml: the run's settings and one section per stage. A key not
+# here is a slip (``sead: 5``) that would otherwise be ignored silently.
+TOP_LEVEL_KEYS = (
+    "seed",
+    "device",
+    "amp",
+    "dist",
+    "data",
+    "splits",
+    "cls",
+    "cam",
+    "aff_labels",
+    "aff",
+    "propagate",
+    "refine",
+    "seg",
+    "evaluate",
+    "gallery",
+)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one,
+    so the first edit would be ignored without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> ParamsError:
+    """One line naming the place: line and column (from 1) and YAML's description."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or err.__class__.__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return ParamsError(f"{path}: not valid YAML{where}: {problem}")
+
+
 def read_params(path: Path, key: str | None, schema: type[S]) -> S:
     """Validate section ``key`` of the params file (the top level when ``key`` is None)."""
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        raise _yaml_error(path, err) from None
     except UnicodeDecodeError:
         raise ParamsError(f"{path}: not a text file") from None
     if not isinstance(params, dict):
         raise ParamsError(
             f"{path}: expected a mapping of sections (seed:, cls:, ...), got a "
             f"{type(params).__name__}"
+        )
+    unknown = [name for name in params if name not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise ParamsError(
+            f"{path}: unknown top-level key {unknown[0]!r} (known: {', '.join(TOP_LEVEL_KEYS)})"
         )
     if key is None:
         data = {name: params.get(name) for name in schema.model_fields}

@@ -25,7 +25,7 @@ class TrainParams(Section):
     output_stride: Literal[8, 16, 32]
     pretrained: StrictBool
     crop_size: Annotated[int, Field(ge=16)]
-    scale_range: Annotated[tuple[Positive, Positive], Field()]
+    scale_range: Annotated[tuple[Positive, Positive], Field(strict=False)]  # a YAML list
     color_jitter: Annotated[float, Field(ge=0, le=1)]
     batch_size: Annotated[int, Field(ge=1)]
     epochs: Annotated[int, Field(ge=1)]

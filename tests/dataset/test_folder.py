@@ -1,6 +1,7 @@
 """A VOC-layout folder of the user's: imported when valid, one clear error per invalid case."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,7 +188,9 @@ def test_repeated_ids_are_imported_once_with_a_warning(tmp_path):
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("classes", [["background"], ["background", "cat", "cat"]])
+@pytest.mark.parametrize(
+    "classes", [["background"], ["background", "cat", "cat"], ["cat", "dog"], ["cat", "background"]]
+)
 def test_class_lists_are_checked(tmp_path, classes):
     with pytest.raises(DatasetError, match="classes"):
         import_folder(_folder(tmp_path / "src"), classes, VOCLayout(tmp_path / "out"))
@@ -244,3 +247,54 @@ def test_prepare_stage_needs_a_folder_root(tmp_path):
     params = _params(tmp_path, "", CLASSES)
     result = CliRunner().invoke(app, ["--params", str(params), "--out", str(tmp_path / "d")])
     assert result.exit_code == 1 and "data.folder.root" in result.output
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "linked",
+    ["JPEGImages/im1.jpg", "SegmentationClass/im0.png", "Annotations/im2.xml"],
+)
+def test_links_out_of_the_folder_are_refused(tmp_path, linked):
+    root = _folder(tmp_path / "src")
+    outside = tmp_path / "elsewhere" / Path(linked).name
+    outside.parent.mkdir()
+    (root / linked).rename(outside)
+    (root / linked).symlink_to(outside)
+    with pytest.raises(DatasetError, match="a link to a file outside"):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.bad_input
+def test_a_list_linked_to_another_file_is_refused_without_showing_its_content(tmp_path):
+    root = _folder(tmp_path / "src")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:secret line\n")
+    (root / "ImageSets/Segmentation/val.txt").unlink()
+    (root / "ImageSets/Segmentation/val.txt").symlink_to(secret)
+    with pytest.raises(DatasetError, match="a link to a file outside") as err:
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))
+    assert "secret line" not in str(err.value)
+
+
+def test_links_inside_the_folder_are_followed(tmp_path):
+    root = _folder(tmp_path / "src")
+    (root / "JPEGImages/im3.jpg").unlink()
+    (root / "JPEGImages/im3.jpg").symlink_to(root / "JPEGImages/im2.jpg")
+    out = VOCLayout(tmp_path / "out")
+    import_folder(root, CLASSES, out)
+    assert not out.image_path("im3").is_symlink()
+    assert out.image_path("im3").read_bytes() == (root / "JPEGImages/im2.jpg").read_bytes()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("out", [".", "sub/dataset", ".."])
+def test_prepare_refuses_an_output_that_overlaps_the_folder(tmp_path, out):
+    root = _folder(tmp_path / "user" / "src")
+    (root / "README").write_text("my notes")
+    params = _params(tmp_path, root, CLASSES)
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(root / out)])
+    assert result.exit_code == 1
+    assert "overlap" in result.stderr and "data.folder.root" in result.stderr
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before

@@ -94,3 +94,9 @@ def test_a_missing_list_names_the_lists_the_dataset_has(tmp_path):
 def test_split_params_must_be_list_names(name):
     with pytest.raises(ValidationError, match=r"list name .* is not a plain file name"):
         SplitParams(train=name, val="val", score_cams="train")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes("\ufeffa_001\r\nb_002\r\n".encode())
+    assert read_id_list(path) == ["a_001", "b_002"]

@@ -91,6 +91,18 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
         ("aff_labels", {"aff_labels.conf_bg": 0.5}, "conf_bg (0.5) must not exceed conf_fg"),
         ("train_aff", {"aff.feature_stride": 2}, "aff.feature_stride"),
         ("propagate", {"propagate.exp_times": -1}, "propagate.exp_times"),
+        ("train_cls", {"seed": True}, "seed: Input should be a valid integer"),
+        ("train_cls", {"cls.epochs": 2.5}, "cls.epochs"),
+        ("prepare", {"data.synthetic.noise": float("inf")}, "data.synthetic.noise"),
+        ("train_cls", {"cls.weight_decay": float("inf")}, "cls.weight_decay: Input should be a"),
+        ("make_cam", {"cam.scales": [1.0, float("nan")]}, "cam.scales.1"),
+        ("train_cls", {"sead": 5}, "unknown top-level key 'sead'"),
+        ("prepare", {"data.synthetic.min_objects": 3}, "min_objects (3) must not exceed max"),
+        ("prepare", {"data.synthetic.min_object_size": 0.9}, "min_object_size (0.9) must not"),
+        ("gallery", {"gallery.ids": ["syn_train_00001", "syn_train_00001"]}, "more than once"),
+        # user text shown literally, not read as Rich markup
+        ("train_cls", {"cls.optimizer": "sgd[/]"}, "'sgd[/]'"),
+        ("evaluate", {"device": "[cuda]"}, "'[cuda]'"),
     ],
 )
 def test_invalid_params_are_rejected(tmp_path, stage, override, expected):
@@ -122,6 +134,30 @@ def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
     result = runner.invoke(app, ["--params", str(params), *args])
     assert result.exit_code == 1
     assert expected in result.output and "not found" in result.output
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seed: 0\nseed: 1\n", "not valid YAML at line 2, column 1: key 'seed' given twice"),
+        ("cls:\n  lr: 0.1\n  lr: 0.2\n", "line 3, column 3: key 'lr' given twice"),
+        ("seed: [0\ncls: 1\n", "not valid YAML at line 2, column 4"),
+    ],
+)
+def test_yaml_errors_name_the_line_and_column(tmp_path, text, expected):
+    (tmp_path / "params.yaml").write_text(text)
+    app = importlib.import_module("stages.train_cls").app
+    result = runner.invoke(app, ["--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 1 and expected in result.output
+
+
+def test_every_top_level_key_of_the_shipped_params_is_known():
+    from stages.params.reader import TOP_LEVEL_KEYS
+
+    assert list(yaml.safe_load((ROOT / "params.yaml").read_text())) == list(TOP_LEVEL_KEYS)
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        assert set(yaml.safe_load(config.read_text())) <= set(TOP_LEVEL_KEYS), config
 
 
 @pytest.mark.bad_input

@@ -54,7 +54,8 @@ def read_id_list(path: Path) -> list[str]:
     first_line: dict[str, int] = {}
     repeats: list[tuple[str, int]] = []
     try:
-        text = path.read_text()
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first id
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise IdError(
             f"{path}: not a text list of ids ({err.reason} at byte {err.start})"

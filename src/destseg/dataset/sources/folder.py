@@ -42,6 +42,15 @@ class DatasetError(ValueError):
     """The folder is not a usable VOC-layout dataset; the message names the file."""
 
 
+def inside(root: Path, path: Path) -> Path:
+    """``path`` if it (after following every link) lies inside ``root``, else a DatasetError:
+    a link in the user's folder must not copy a file from elsewhere into the dataset (and DVC's
+    cache), nor make an error message show another file's content."""
+    if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(root.resolve()):
+        raise DatasetError(f"{path}: a link to a file outside {root}; copy the file in instead")
+    return path
+
+
 def labels_from_xml(path: Path, classes: list[str]) -> list[int]:
     """The class indices of the objects in a VOC XML annotation (difficult ones included)."""
     try:
@@ -63,6 +72,7 @@ def read_lists(root: Path) -> dict[str, list[str]]:
         raise DatasetError(f"{folder}: no image lists (<name>.txt, one image id per line)")
     lists = {}
     for file in files:
+        inside(root, file)
         try:
             ids = read_id_list(file)
         except IdError as err:
@@ -110,8 +120,9 @@ def check_mask(path: Path, size: tuple[int, int], num_classes: int) -> np.ndarra
 def image_labels(image_id: str, root: Path, classes: list[str]) -> list[int]:
     """Check one image (and its mask and XML, where present); return its image-level labels."""
     layout = VOCLayout(root)
-    size = check_image(layout.image_path(image_id))
+    size = check_image(inside(root, layout.image_path(image_id)))
     mask_path, xml_path = layout.mask_path(image_id), root / "Annotations" / f"{image_id}.xml"
+    inside(root, mask_path), inside(root, xml_path)
     mask = check_mask(mask_path, size, len(classes)) if mask_path.is_file() else None
     if xml_path.is_file():
         return labels_from_xml(xml_path, classes)
@@ -130,6 +141,13 @@ def scan(
     """
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise DatasetError(f"classes: need background and one class or more, unique: {classes}")
+    if classes[0] != "background":
+        # index 0 of the masks is background and never an image-level label: a list without it
+        # would make its first class one, and shift every other class by one
+        raise DatasetError(
+            f"classes: the first must be background (mask value 0), got {classes[0]!r}; "
+            f"write [background, {', '.join(classes)}] if the masks use 0 for background"
+        )
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     lists = read_lists(root)
