@@ -170,3 +170,25 @@ def test_size_batches_group_one_size_in_list_order_and_cut_runs():
         ["d"],
         ["f"],
     ]
+
+
+def test_an_image_without_foreground_labels_gets_no_map_and_an_all_background_label(
+    model, tmp_path
+):
+    """A folder dataset may list background-only images: no CAM channel, no crash, and every
+    later labelling of its empty CAM file is background."""
+    from destseg.refine.crf import DenseCRF
+    from destseg.refine.labellers import confident_labels, crf_pseudo_mask
+
+    torch.manual_seed(2)
+    images = torch.randn(2, 3, 40, 56)
+    empty, labelled = multiscale_cams(model, images, [[], [2]], [1.0, 0.5], flip=True)
+    assert empty.shape == (0, 40, 56)
+    torch.testing.assert_close(labelled, one_cam(model, images[1], [2], [1.0, 0.5], True))
+    save_cam(tmp_path / "bg.npz", [], empty.numpy())
+    classes, cam = load_cam(tmp_path / "bg.npz")
+    assert cam.shape == (0, 40, 56) and len(classes) == 0
+    image = np.zeros((40, 56, 3), np.uint8)
+    assert not cam_to_label(cam, classes, 0.3).any()
+    assert not crf_pseudo_mask(image, cam, classes, 0.3, DenseCRF(iterations=2)).any()
+    assert not confident_labels(image, cam, classes, 0.3, 0.05, DenseCRF(iterations=2)).any()

@@ -298,3 +298,24 @@ def test_prepare_refuses_an_output_that_overlaps_the_folder(tmp_path, out):
     assert result.exit_code == 1
     assert "overlap" in result.stderr and "data.folder.root" in result.stderr
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.bad_input
+def test_binary_0_255_masks_are_refused_with_the_fix(tmp_path):
+    """The most common format people bring: objects as 255, which VOC reads as 'ignore', so
+    every image-level label would be empty and the classifier would learn nothing."""
+    root = _folder(tmp_path / "src")
+    shutil.rmtree(root / "Annotations")
+    for i in range(4):
+        mask = np.zeros((6, 8), np.uint8)
+        mask[2:4, 2:5] = 255
+        save_mask(root / "SegmentationClass" / f"im{i}.png", mask)
+    with pytest.raises(DatasetError, match="no image of the list has a foreground label") as err:
+        import_folder(root, ["background", "thing"], VOCLayout(tmp_path / "out"))
+    assert "write its objects as 1" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_list_with_one_labelled_image_is_accepted(tmp_path):
+    root = _folder(tmp_path / "src")
+    assert import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))["train"] == 3

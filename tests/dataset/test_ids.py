@@ -100,3 +100,12 @@ def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
     path = tmp_path / "train.txt"
     path.write_bytes("\ufeffa_001\r\nb_002\r\n".encode())
     assert read_id_list(path) == ["a_001", "b_002"]
+
+
+@pytest.mark.bad_input
+def test_an_id_missing_from_the_labels_names_labels_json(tmp_path):
+    layout = VOCLayout(tmp_path)
+    layout.write_metadata(["background", "cat"], {"a": [1]})
+    assert layout.labels["a"] == [1] and "b" not in layout.labels
+    with pytest.raises(ValueError, match=r"labels.json: no labels for image 'b'.*prepare"):
+        layout.labels["b"]

@@ -63,3 +63,4 @@ def test_image_to_tensor_normalises():
     x = image_to_tensor(np.full((4, 5, 3), 255, dtype=np.uint8))
     assert x.shape == (3, 4, 5)
     torch.testing.assert_close(_denormalize(x), torch.ones(3, 4, 5))
+

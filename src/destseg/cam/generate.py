@@ -56,9 +56,9 @@ def multiscale_cams(
         if flip:
             cams = cams[:n] + cams[n:].flip(-1)
         for i, image_channels in enumerate(channels):
-            totals[i] += upsample_strided(cams[i : i + 1, image_channels], (height, width), stride)[
-                0
-            ]
+            if image_channels:  # an image with no foreground label has no map (k_i = 0)
+                maps = cams[i : i + 1, image_channels]
+                totals[i] += upsample_strided(maps, (height, width), stride)[0]
     return [normalize_per_class(total) for total in totals]
 
 

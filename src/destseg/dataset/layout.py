@@ -92,6 +92,21 @@ def _describe(err: Exception) -> str:
     return str(err) or type(err).__name__
 
 
+class Labels(dict):
+    """Image-level labels by image id; an id without labels is an error naming labels.json (a
+    list edited after prepare), not a bare KeyError from deep inside a stage."""
+
+    def __init__(self, labels: dict[str, list[int]], path: Path):
+        super().__init__(labels)
+        self.path = path
+
+    def __missing__(self, image_id: str):
+        raise ValueError(
+            f"{self.path}: no labels for image {image_id!r}, which a list names (was a list "
+            "edited after prepare? run the prepare stage again)"
+        )
+
+
 @dataclass(frozen=True)
 class VOCLayout:
     """Paths and metadata of one dataset in VOC layout."""
@@ -132,7 +147,7 @@ class VOCLayout:
         return json.loads(path.read_text())
 
     @cached_property
-    def labels(self) -> dict[str, list[int]]:
+    def labels(self) -> Labels:
         """Image-level labels as sorted class indices (1..K, never the background)."""
         path = self.root / "labels.json"
         if not path.is_file():
@@ -140,9 +155,10 @@ class VOCLayout:
         index = {name: i for i, name in enumerate(self.classes)}
         raw = json.loads(path.read_text())
         try:
-            return {k: sorted(index[name] for name in names) for k, names in raw.items()}
+            labels = {k: sorted(index[name] for name in names) for k, names in raw.items()}
         except KeyError as err:
             raise ValueError(f"{path}: unknown class name {err.args[0]!r}") from None
+        return Labels(labels, path)
 
     def smallest_side(self, ids: Iterable[str]) -> int:
         """The shorter side of the smallest image of ``ids``, from the image headers only."""

@@ -155,7 +155,16 @@ def scan(
     job = partial(image_labels, root=root, classes=classes)
     workers = workers or os.cpu_count() or 1
     checked = parallel_map(job, ids, workers, "checking images", ordered=True)
-    return lists, dict(zip(ids, checked, strict=True))
+    labels = dict(zip(ids, checked, strict=True))
+    for name, listed in lists.items():
+        if not any(labels[i] for i in listed):
+            # typically binary masks, 0 and 255: in VOC masks 255 means "ignore", not an object
+            raise DatasetError(
+                f"{root / 'ImageSets' / 'Segmentation' / name}.txt: no image of the list has a "
+                f"foreground label (classes {classes[1:]}); masks must hold class indices "
+                "1..K for objects: a 0/255 mask marks 255 as ignored, so write its objects as 1"
+            )
+    return lists, labels
 
 
 def import_folder(
