@@ -65,7 +65,7 @@ def _cam_panels(title: str, image: np.ndarray, path: Path, classes: list[str]) -
     propagated CAMs of a method without affinity)."""
     if not path.is_file():
         return []
-    labels, cam = load_cam(path)
+    labels, cam = load_cam(path, len(classes), image.shape[:2])
     return [
         (f"{title} {classes[label]}", cam_overlay(image, cam[k])) for k, label in enumerate(labels)
     ]

@@ -18,7 +18,10 @@ from destseg.dataset.ids import check_id
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
-Scales = Annotated[list[Positive], Field(min_length=1)]
+# Inference scales: IRN's CAMs go up to 2.0 and DeepLab's multi-scale evaluation to 1.75; the
+# bound of 4 catches a slip (60 for 0.6 would ask for gigabytes per VOC image) before any work.
+MAX_SCALE = 4.0
+Scales = Annotated[list[Annotated[float, Field(gt=0, le=MAX_SCALE)]], Field(min_length=1)]
 # torch seeds are signed 64-bit integers
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 

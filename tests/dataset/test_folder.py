@@ -319,3 +319,13 @@ def test_binary_0_255_masks_are_refused_with_the_fix(tmp_path):
 def test_a_list_with_one_labelled_image_is_accepted(tmp_path):
     root = _folder(tmp_path / "src")
     assert import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))["train"] == 3
+
+
+@pytest.mark.bad_input
+def test_an_image_over_pils_pixel_limit_is_refused_naming_it(tmp_path, monkeypatch):
+    """PIL only warns (without the file name) between its limit and twice it, then decodes."""
+    root = _folder(tmp_path / "src")
+    Image.new("RGB", (30, 20)).save(root / "JPEGImages" / "im2.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 600 pixels: over, not twice over
+    with pytest.raises(DatasetError, match=r"im2.jpg: not a readable image \(Image size"):
+        scan(root, CLASSES, workers=1)

@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import torch
 from torchvision import tv_tensors
 
-from destseg.dataset.layout import IGNORE_INDEX
+from destseg.dataset.layout import IGNORE_INDEX, load_mask, save_mask
 from destseg.dataset.torch_dataset import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -64,3 +65,22 @@ def test_image_to_tensor_normalises():
     assert x.shape == (3, 4, 5)
     torch.testing.assert_close(_denormalize(x), torch.ones(3, 4, 5))
 
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (lambda m: np.where(m == 1, 77, m), "value 77 is not a class index"),
+        (lambda m: m[:-3], "a mask of"),
+    ],
+)
+def test_a_pseudo_mask_that_does_not_fit_names_its_file(tiny_layout, tmp_path, mask, expected):
+    image_id = tiny_layout.ids("train")[0]
+    gt = load_mask(tiny_layout.mask_path(image_id))
+    gt[:4, :4] = 1  # at least one pixel of class 1
+    save_mask(tmp_path / f"{image_id}.png", mask(gt).astype(np.uint8))
+    dataset = VOCDataset(tiny_layout, [image_id], mask_dir=tmp_path)
+    with pytest.raises(ValueError, match=expected) as err:
+        dataset[0]
+    assert str(err.value).startswith(str(tmp_path / f"{image_id}.png"))

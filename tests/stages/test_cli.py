@@ -96,6 +96,8 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
         ("prepare", {"data.synthetic.noise": float("inf")}, "data.synthetic.noise"),
         ("train_cls", {"cls.weight_decay": float("inf")}, "cls.weight_decay: Input should be a"),
         ("make_cam", {"cam.scales": [1.0, float("nan")]}, "cam.scales.1"),
+        ("make_cam", {"cam.scales": [60.0]}, "cam.scales.0: Input should be less than or equal"),
+        ("evaluate", {"evaluate.scales": [1e9]}, "evaluate.scales.0"),
         ("train_cls", {"sead": 5}, "unknown top-level key 'sead'"),
         ("prepare", {"data.synthetic.min_objects": 3}, "min_objects (3) must not exceed max"),
         ("prepare", {"data.synthetic.min_object_size": 0.9}, "min_object_size (0.9) must not"),

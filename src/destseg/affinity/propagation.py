@@ -37,7 +37,8 @@ def propagate_cams(
     for image_id in track(ids, description="propagate", disable=not progress):
         image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
         affinity = model(image[None])[0].float()
-        classes, cam = load_cam(cam_dir / f"{image_id}.npz")
+        size = tuple(image.shape[-2:])
+        classes, cam = load_cam(cam_dir / f"{image_id}.npz", len(layout.classes), size)
         cam = torch.from_numpy(cam).to(device)
         # float32 whatever the caller's autocast: powers of a transition matrix lose too much
         # in bf16 or fp16

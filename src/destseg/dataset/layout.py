@@ -12,7 +12,9 @@ Class index 0 is the background; image-level labels never contain it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +26,24 @@ from destseg.dataset.ids import check_id, read_id_list
 
 IGNORE_INDEX = 255
 # What PIL raises for a damaged file, depending on the format and the damage.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open`` with PIL's decompression-bomb warning (over about 89 megapixels) raised
+    as an error: as a warning it names no file, and the image would then be decoded whole."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
 
 
 class ImageFileError(ValueError):
@@ -59,7 +78,7 @@ def save_mask(path: str | Path, mask: np.ndarray) -> None:
 def load_mask(path: str | Path) -> np.ndarray:
     """Load a label map: the palette indices of a 'P' PNG (or the values of an 'L' PNG)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode = image.mode
             if mode in ("P", "L"):
                 return np.array(image, dtype=np.uint8)
@@ -71,7 +90,7 @@ def load_mask(path: str | Path) -> np.ndarray:
 def load_image(path: str | Path) -> np.ndarray:
     """Load an image as an (H, W, 3) uint8 RGB array, decoded completely."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return np.array(image.convert("RGB"), dtype=np.uint8)
     except DECODE_ERRORS as err:
         raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
@@ -80,7 +99,7 @@ def load_image(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image, from its header only."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image.size
     except DECODE_ERRORS as err:
         raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None

@@ -54,6 +54,24 @@ def train_transform(
     return v2.Compose(steps)
 
 
+def check_mask(path: Path, image: torch.Tensor, num_classes: int) -> np.ndarray:
+    """The mask at ``path`` as int64, refused (naming the file) unless it has the image's size
+    and holds only class indices 0..``num_classes`` or 255: the loss would otherwise fail
+    inside torch ("Target 77 is out of bounds") without saying which file."""
+    mask = load_mask(path)
+    if mask.shape != tuple(image.shape[-2:]):
+        raise ValueError(
+            f"{path}: a mask of {mask.shape[0]}x{mask.shape[1]} for an image of "
+            f"{image.shape[-2]}x{image.shape[-1]} (height x width)"
+        )
+    values = mask[mask != IGNORE_INDEX]
+    if values.size and values.max() > num_classes:
+        raise ValueError(
+            f"{path}: value {int(values.max())} is not a class index 0..{num_classes} or 255"
+        )
+    return mask.astype(np.int64)
+
+
 class VOCDataset(Dataset):
     """Images of one split with their multi-hot labels and, when asked, their masks.
 
@@ -86,9 +104,8 @@ class VOCDataset(Dataset):
         )
         item: dict = {"id": image_id}
         if self.mask_dir is not None:
-            mask = tv_tensors.Mask(
-                torch.from_numpy(load_mask(self.mask_dir / f"{image_id}.png")).long()
-            )
+            path = self.mask_dir / f"{image_id}.png"
+            mask = tv_tensors.Mask(torch.from_numpy(check_mask(path, image, self.num_classes)))
             item["image"], item["mask"] = self.transform(image, mask)
         else:
             item["image"] = self.transform(image)

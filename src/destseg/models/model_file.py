@@ -37,6 +37,8 @@ def load_model(
     """The ``network`` stored at ``path`` in eval mode on ``device``, and its config; with
     ``num_classes``, refused unless it predicts that many classes (a model trained on another
     dataset would otherwise fail deep inside torch, or silently mislabel)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: a folder, not a model file")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: model file not found (run the stage that trains it)")
     state = torch_files.load(path, map_location=device)
@@ -62,4 +64,7 @@ def load_model(
         raise ValueError(
             f"{path}: weights do not fit a {kind} {state['config']}: {first}"
         ) from None
+    if not all(t.isfinite().all() for t in model.state_dict().values() if t.is_floating_point()):
+        # every output would be NaN, scored as all-background: say so instead
+        raise ValueError(f"{path}: the weights hold NaN or infinite values (did training diverge?)")
     return model.to(device).eval(), state["config"]

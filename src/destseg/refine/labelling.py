@@ -40,10 +40,11 @@ def label_image(
     against the ground truth (zeros unless the image is in ``scored``; 255 pixels are not
     counted), its number of 255 pixels and its number of pixels. The ground truth only scores
     the label map, it never feeds into it."""
-    classes, cam = load_cam(cam_dir / f"{image_id}.npz")
-    labels = labeller(load_image(layout.image_path(image_id)), cam, classes)
-    save_mask(out_dir / f"{image_id}.png", labels)
+    image = load_image(layout.image_path(image_id))
     num_classes = len(layout.classes)
+    classes, cam = load_cam(cam_dir / f"{image_id}.npz", num_classes, image.shape[:2])
+    labels = labeller(image, cam, classes)
+    save_mask(out_dir / f"{image_id}.png", labels)
     if image_id in scored:
         confusion = confusion_matrix(load_mask(layout.mask_path(image_id)), labels, num_classes)
     else:
@@ -106,10 +107,10 @@ def image_sweep(
     thresholds: Sequence[float],
 ) -> np.ndarray:
     """Confusion matrices (T, C, C) of one image's label maps at each background threshold."""
-    classes, cam = load_cam(cam_dir / f"{image_id}.npz")
     image = load_image(layout.image_path(image_id))
-    gt = load_mask(layout.mask_path(image_id))
     num_classes = len(layout.classes)
+    classes, cam = load_cam(cam_dir / f"{image_id}.npz", num_classes, image.shape[:2])
+    gt = load_mask(layout.mask_path(image_id))
     return np.stack(
         [
             confusion_matrix(gt, labeller(image, cam, classes, bg_threshold=t), num_classes)

@@ -22,7 +22,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from destseg.dataset.ids import IdError, read_id_list
 from destseg.dataset.layout import (
@@ -32,6 +31,7 @@ from destseg.dataset.layout import (
     VOCLayout,
     labels_from_mask,
     load_mask,
+    open_image,
 )
 from destseg.runtime.workers import parallel_map
 
@@ -88,7 +88,7 @@ def check_image(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image not found")
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode, size = image.mode, image.size
             image.load()
     except DECODE_ERRORS as err:
