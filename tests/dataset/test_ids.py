@@ -109,3 +109,21 @@ def test_an_id_missing_from_the_labels_names_labels_json(tmp_path):
     assert layout.labels["a"] == [1] and "b" not in layout.labels
     with pytest.raises(ValueError, match=r"labels.json: no labels for image 'b'.*prepare"):
         layout.labels["b"]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("classes.json", '["background", "cat"', "classes.json: not valid JSON"),
+        ("classes.json", '{"a": 1}', "classes.json: expected a list of class names"),
+        ("labels.json", "\x00\x01", "labels.json: not valid JSON"),
+        ("labels.json", '["a"]', "labels.json: expected a mapping of image ids"),
+    ],
+)
+def test_damaged_metadata_names_its_file(tmp_path, file, text, expected):
+    layout = VOCLayout(tmp_path)
+    layout.write_metadata(["background", "cat"], {"a": [1]})
+    (tmp_path / file).write_text(text)
+    with pytest.raises(ValueError, match=expected):
+        layout.labels  # noqa: B018  (reads classes.json too)

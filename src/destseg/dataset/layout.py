@@ -105,6 +105,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageFileError(f"{path}: not a readable image ({_describe(err)})") from None
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); run the prepare stage again") from None
+
+
 def _describe(err: Exception) -> str:
     if isinstance(err, FileNotFoundError):
         return "file not found"
@@ -163,7 +170,10 @@ class VOCLayout:
         path = self.root / "classes.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: class list not found (run the prepare stage first)")
-        return json.loads(path.read_text())
+        classes = _read_json(path)
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"{path}: expected a list of class names")
+        return classes
 
     @cached_property
     def labels(self) -> Labels:
@@ -172,7 +182,9 @@ class VOCLayout:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: image-level labels not found (run prepare first)")
         index = {name: i for i, name in enumerate(self.classes)}
-        raw = json.loads(path.read_text())
+        raw = _read_json(path)
+        if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+            raise ValueError(f"{path}: expected a mapping of image ids to lists of class names")
         try:
             labels = {k: sorted(index[name] for name in names) for k, names in raw.items()}
         except KeyError as err:
