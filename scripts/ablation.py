@@ -117,10 +117,18 @@ class Study:
     base: dict[str, str] = field(default_factory=dict)
     prefix: str = ""
     baseline: str | None = None
+    # (variant, reference) pairs also compared per seed, e.g. an option against the default
+    also_paired: tuple[tuple[str, str], ...] = ()
 
 
 STUDIES = {
-    "destruction": Study(VARIANTS, METRICS, Path("data/ablation"), baseline="baseline"),
+    "destruction": Study(
+        VARIANTS,
+        METRICS,
+        Path("data/ablation"),
+        baseline="baseline",
+        also_paired=(("ldm-mdc-branch", "ldm-mdc"),),
+    ),
     "constellation": Study(
         CONSTELLATION_VARIANTS,
         METRICS,
@@ -128,6 +136,7 @@ STUDIES = {
         base=CONSTELLATION,
         prefix="constellation-",
         baseline="baseline",
+        also_paired=(("ldm-mdc-branch", "ldm-mdc"),),
     ),
     "refine": Study(METHODS, METHOD_METRICS, Path("data/refine_methods")),
 }
@@ -331,6 +340,15 @@ def collect(
         markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + paired_markdown(
             differences
         )
+    for variant, reference in STUDIES[study].also_paired:
+        both = frame[frame["variant"].isin([variant, reference])]
+        if both["variant"].nunique() == 2:
+            differences = paired(both, reference, PAIRED)
+            differences.to_csv(
+                out.with_name(f"{out.name}_{variant}_vs_{reference}.csv"), index=False
+            )
+            markdown += f"\n\n{variant} paired against {reference} (mIoU points):\n\n"
+            markdown += paired_markdown(differences)
     out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
 
