@@ -17,6 +17,7 @@ from stages.cli import (
     LiveDirOption,
     ParamsOption,
     PseudoMasksOption,
+    StageError,
     reported,
     require,
 )
@@ -52,6 +53,14 @@ def main(
     run = read_run(params)
     splits = read_splits(params)
     dist = read_dist(params)
+    if p.batch_size // (dist.nproc * p.accumulate) == 1 and dist.nproc == 1:
+        # DeepLabV3's ASPP pools the whole image: with one image its batch norm sees a single
+        # value per channel and torch refuses to train it (several processes sync it)
+        raise StageError(
+            f"{params}: seg.batch_size / seg.accumulate = 1 image per micro-batch, which "
+            "DeepLabV3's image-pooling batch norm cannot train on; use micro-batches of 2 or "
+            "more (accumulate at most batch_size / 2)"
+        )
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     if p.labels == "pseudo":
         mask_dir = require(pseudo_masks, "pseudo-mask folder (run the refine stage)")

@@ -25,9 +25,19 @@ def tiny_layout(tmp_path_factory) -> VOCLayout:
     return layout
 
 
+# What the tests run on, whatever the machine: params.yaml says auto, which on a machine with a
+# GPU would run the suite on CUDA in bf16 (and refuse the two-process tests on one GPU).
+PINNED = {"device": "cpu", "amp": "off"}
+
+
+def pinned(params: dict) -> dict:
+    """``params`` on the CPU in float32 (a test that means another device says so)."""
+    return {**params, **PINNED}
+
+
 def write_params(tmp_path: Path, **overrides) -> Path:
     """params.yaml with some values changed (dotted keys), written to ``tmp_path``."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = pinned(yaml.safe_load((ROOT / "params.yaml").read_text()))
     for dotted, value in overrides.items():
         *parents, key = dotted.split(".")
         node = params

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, pinned
 
 
 def set_dotted(params: dict, dotted: str, value) -> None:
@@ -26,15 +26,16 @@ def run(args, cwd, env):
 
 
 def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> tuple:
-    """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` with ``overrides``
-    (dotted keys) as params.yaml, commit, and run the real ``dvc repro`` there."""
+    """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` on the CPU in
+    float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml, commit,
+    and run the real ``dvc repro`` there."""
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    params = yaml.safe_load(base.read_text())
+    params = pinned(yaml.safe_load(base.read_text()))
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

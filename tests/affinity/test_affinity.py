@@ -185,3 +185,14 @@ def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
     truth = [load_mask(tiny_layout.mask_path(i)) for i in ids[:2]]
     assert confusion.trace() == confusion.sum() == sum(int((m != 255).sum()) for m in truth)
     assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == sorted(ids)
+
+
+def test_features_stay_float32_under_bf16_autocast():
+    """The mixing layer and its ELU run in float32: the affinity is computed in float32 and
+    features rounded to bf16 first would lose what that buys."""
+    torch.manual_seed(0)
+    model = AffinityNet("resnet10", False, 16, 4, radius=3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.features(x)
+    assert features.dtype == torch.float32

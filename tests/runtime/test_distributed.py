@@ -263,3 +263,12 @@ def test_processes_share_the_cores_out():
     cores = len(os.sched_getaffinity(0))
     assert cpu_threads(1) == cores
     assert all(cpu_threads(n) >= 1 and n * cpu_threads(n) <= max(cores, n) for n in (2, 3, 64))
+
+
+def test_cpu_workers_are_shared_out_over_the_processes():
+    from destseg.runtime.distributed import World
+
+    for count, size in [(16, 8), (2, 1), (5, 2), (2, 4)]:
+        shares = [World(rank=r, size=size).share(count) for r in range(size)]
+        assert min(shares) >= 1 and max(shares) - min(shares) <= 1
+        assert sum(shares) == max(count, size)

@@ -98,6 +98,7 @@ def test_bad_param_value_is_one_line_naming_the_param(tmp_path):
         ("make_cam", {"cam.scales": [1.0, float("nan")]}, "cam.scales.1"),
         ("make_cam", {"cam.scales": [60.0]}, "cam.scales.0: Input should be less than or equal"),
         ("evaluate", {"evaluate.scales": [1e9]}, "evaluate.scales.0"),
+        ("train_seg", {"seg.batch_size": 4, "seg.accumulate": 4}, "1 image per micro-batch"),
         ("train_cls", {"sead": 5}, "unknown top-level key 'sead'"),
         ("prepare", {"data.synthetic.min_objects": 3}, "min_objects (3) must not exceed max"),
         ("prepare", {"data.synthetic.min_object_size": 0.9}, "min_object_size (0.9) must not"),
@@ -204,3 +205,17 @@ def test_each_refine_method_labels_with_its_own_threshold(tmp_path, method, func
     chosen = labeller(p)
     assert getattr(chosen, "func", chosen).__name__ == function
     assert threshold_policy(p).fixed == threshold
+
+
+def test_the_tests_pin_the_cpu_and_float32_whatever_the_machine(tmp_path):
+    """params.yaml says auto, which a machine with a GPU resolves to CUDA in bf16: every
+    params file the tests write (and the end-to-end repositories) says cpu and off."""
+    from pipeline_repo import reproduce  # noqa: F401  (it builds its params with pinned)
+
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert (shipped["device"], shipped["amp"]) == ("auto", "auto")
+    written = yaml.safe_load(write_params(tmp_path).read_text())
+    assert (written["device"], written["amp"]) == ("cpu", "off")
+    assert set(written) == set(shipped)
+    explicit = yaml.safe_load(write_params(tmp_path, device="cuda:1").read_text())
+    assert explicit["device"] == "cuda:1"

@@ -331,3 +331,13 @@ def test_params_refuse_an_unknown_amp_mode(value):
 
     with pytest.raises(ValidationError, match="must be one of auto, bf16, fp16, off"):
         RunParams.model_validate({"seed": 0, "device": "cpu", "amp": value})
+
+
+def test_each_process_draws_its_own_dropout_masks_and_process_0_the_single_runs():
+    seeds = [epoch_seed(3, 4, rank) for rank in range(8)]
+    assert seeds[0] == epoch_seed(3, 4) and len(set(seeds)) == 8
+    assert all(0 <= s < 2**63 for s in seeds)
+    torch.manual_seed(seeds[0])
+    first = torch.nn.functional.dropout(torch.ones(64), 0.5)
+    torch.manual_seed(seeds[1])
+    assert not torch.equal(first, torch.nn.functional.dropout(torch.ones(64), 0.5))

@@ -94,7 +94,10 @@ class AffinityNet(nn.Module):
             F.interpolate(tap(stage), size=size, mode="bilinear", align_corners=False)
             for tap, stage in zip(self.taps, stages, strict=True)
         ]
-        return F.elu(self.mix(torch.cat(taps, 1)))
+        # The mixing layer and its ELU in float32 whatever the caller's autocast: their output
+        # feeds the float32 affinity, and rounding it to bf16 first would undo that.
+        with torch.autocast(x.device.type, enabled=False):
+            return F.elu(self.mix(torch.cat(taps, 1).float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Affinities (N, P, h, w) in (0, 1] of the pairs of :func:`neighbour_offsets`, computed

@@ -64,7 +64,8 @@ def label_split(
     description: str,
     world: World | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Label every image of ``ids`` with ``labeller`` into ``out_dir`` (``workers`` processes)
+    """Label every image of ``ids`` with ``labeller`` into ``out_dir`` (``workers`` processes in
+    all, shared out over the ``world``)
     and score the images of ``scored``: mIoU, foreground precision and recall over the pixels
     that got a label, and the share of pixels left at 255 over all of ``ids``; with the
     confusion matrix of the scored images these come from. In a ``world`` of several
@@ -82,7 +83,7 @@ def label_split(
         scored=scored,
     )
     for image_confusion, image_ignored, image_pixels in parallel_map(
-        job, world.shard(ids), workers, description, progress=world.main
+        job, world.shard(ids), world.share(workers), description, progress=world.main
     ):
         confusion += image_confusion
         ignored += image_ignored
@@ -140,7 +141,9 @@ def threshold_sweep(
     job = partial(
         image_sweep, layout=layout, cam_dir=cam_dir, labeller=labeller, thresholds=thresholds
     )
-    shards = parallel_map(job, world.shard(ids), workers, description, progress=world.main)
+    shards = parallel_map(
+        job, world.shard(ids), world.share(workers), description, progress=world.main
+    )
     for confusions in shards:
         total += confusions
     return sweep_table(thresholds, world.sum(total))

@@ -50,6 +50,11 @@ class World:
         by year) give every process a similar mix of image sizes."""
         return list(items)[self.rank :: self.size]
 
+    def share(self, count: int) -> int:
+        """This process's part of ``count`` CPU workers for the whole stage (at least one):
+        each of 8 processes starting all 16 of a machine's CRF workers would start 128."""
+        return max(1, count // self.size + (self.rank < count % self.size))
+
     def sum(self, array: np.ndarray) -> np.ndarray:
         """``array`` summed over the processes (every process gets the total). Integer counts
         stay exact; this is how confusion matrices merge, never the predictions."""

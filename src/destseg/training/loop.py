@@ -189,7 +189,7 @@ def fit(
     run.network = _distributed(model, world, precision.device)
     sampler, batches = _loader(dataset, schedule, world, precision.device)
     for epoch in range(start, schedule.epochs):
-        torch.manual_seed(epoch_seed(schedule.seed, epoch))
+        torch.manual_seed(epoch_seed(schedule.seed, epoch, world.rank))
         sampler.set_epoch(epoch)
         means = train_epoch(
             run, iter(batches), loss_fn, precision, schedule, epoch, steps_per_epoch, world

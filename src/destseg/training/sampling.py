@@ -16,10 +16,15 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffling and of the model's own draws (dropout), inside
-    torch's 64-bit seed range for any training seed."""
-    return (seed * 10_007 + epoch) % 2**63
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch's shuffling and of the model's own draws (dropout) in process
+    ``rank``, inside torch's 64-bit seed range for any training seed. Each process draws its own
+    dropout masks (the same seed everywhere would drop the same units of every shard); process
+    0's seed is the one-process run's."""
+    if rank == 0:
+        return (seed * 10_007 + epoch) % 2**63
+    words = np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)
+    return int(words[0] % 2**63)
 
 
 def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int]:
