@@ -17,7 +17,7 @@ from destseg.affinity.validation import affinity_scores
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.models.affinity_net import AffinityNet
-from destseg.runtime.device import resolve_device
+from destseg.runtime.device import model_device
 from destseg.runtime.files import empty_directory, write_json
 from stages.cli import (
     AFFINITY_MODEL_FILE,
@@ -85,7 +85,6 @@ def main(
         mask_dir=layout.root / "SegmentationClass",
         with_labels=False,
     )
-    device = resolve_device(run.device)
     config = {
         "backbone": p.backbone,
         "output_stride": p.output_stride,
@@ -110,7 +109,7 @@ def main(
         out=out / AFFINITY_MODEL_FILE,
         checkpoint=checkpoint,
         live_dir=live_dir,
-        validate=lambda model: affinity_scores(model, val_set, device),
+        validate=lambda model: affinity_scores(model, val_set, model_device(model)),
     )
 
 

@@ -15,7 +15,7 @@ from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
 from destseg.models.classifier import Classifier, branch_names
-from destseg.runtime.device import resolve_device
+from destseg.runtime.device import model_device
 from stages.cli import (
     CheckpointOption,
     DatasetOption,
@@ -79,7 +79,6 @@ def main(
         layout, train_ids, train_transform(p.crop_size, p.scale_range, p.color_jitter)
     )
     val_set = VOCDataset(layout, layout.ids(splits.val))
-    device = resolve_device(run.device)
     variant = p.variant()
     config = {
         "backbone": p.backbone,
@@ -102,7 +101,9 @@ def main(
         out=out,
         checkpoint=checkpoint,
         live_dir=live_dir,
-        validate=lambda model: multilabel_scores(*classify(model, val_set, device)),
+        validate=lambda model: multilabel_scores(
+            *classify(model, val_set, model_device(model))
+        ),
     )
 
 

@@ -272,3 +272,28 @@ def test_cpu_workers_are_shared_out_over_the_processes():
         shares = [World(rank=r, size=size).share(count) for r in range(size)]
         assert min(shares) >= 1 and max(shares) - min(shares) <= 1
         assert sum(shares) == max(count, size)
+
+
+def test_one_process_on_cuda_n_makes_n_the_current_device(monkeypatch):
+    import torch
+
+    from destseg.runtime import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    with distributed.process_group(torch.device("cuda", 1)) as world:
+        assert world.size == 1
+    with distributed.process_group(torch.device("cpu")):
+        pass
+    assert chosen == [torch.device("cuda", 1)]
+
+
+def test_validation_runs_on_the_models_device():
+    import torch
+
+    from destseg.runtime.device import model_device
+
+    model = torch.nn.Linear(2, 2).to("meta")
+    assert model_device(model) == torch.device("meta")

@@ -17,6 +17,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model``'s weights are on: where its inputs must go. Under several processes
+    that is the process's own GPU, not the device the params name (cuda:1 on rank 0 would put
+    the validation images on another GPU than the model)."""
+    return next(model.parameters()).device
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a batch dict to ``device``; leave the rest (ids) as they are."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

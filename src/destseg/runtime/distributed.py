@@ -106,8 +106,12 @@ def under_torchrun() -> bool:
 def process_group(device: torch.device) -> Iterator[World]:
     """Join the process group torchrun set up, for the duration of the block; outside torchrun
     yield a world of one process. ``device`` (what the params ask for) chooses the backend:
-    NCCL for CUDA, gloo for the CPU."""
+    NCCL for CUDA, gloo for the CPU. One process on ``cuda:N`` makes N the current device, so
+    that what allocates on "the" GPU (cuDNN workspaces, ``torch.cuda`` calls without an index)
+    uses the one the params name."""
     if not under_torchrun():
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
         yield World()
         return
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
