@@ -87,7 +87,7 @@ def main(
     amp = resolve_precision(run.amp, device)
     amp.place(model)
     results = out / "results"
-    with atomic_path(results, directory=True) as tmp, amp.autocast():
+    with atomic_path(results, directory=True, owner="export_voc_test") as tmp, amp.autocast():
         folder = tmp / "VOC2012" / "Segmentation" / f"{competition}_test_cls"
         export_predictions(model, paths, p.scales, p.flip, device, folder)
     with atomic_path(out / "results.tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:

@@ -17,7 +17,15 @@ from destseg.refine.labellers import confident_labels
 from destseg.refine.labelling import label_split
 from destseg.runtime.distributed import process_group, shared_directory
 from destseg.runtime.files import empty_directory, write_json
-from stages.cli import CamsOption, DatasetOption, MetricsOption, ParamsOption, reported, require
+from stages.cli import (
+    CamsOption,
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    check_outputs,
+    reported,
+    require,
+)
 from stages.params.aff_labels import AffLabelsParams
 from stages.params.dist import read_dist
 from stages.params.reader import read_params
@@ -41,6 +49,7 @@ def main(
 ) -> None:
     """One PNG per image of splits.train: a class, 0 (background) or 255 (unsure); the labelled
     pixels of splits.score_cams are scored against their masks."""
+    check_outputs("aff_labels", folders=[out], files=[metrics])
     p = read_params(params, "aff_labels", AffLabelsParams)
     method = read_params(params, "refine", RefineMethodParams).method
     splits = read_splits(params)
@@ -50,14 +59,17 @@ def main(
     ids, scored = cam_ids(layout, splits.train, splits.score_cams)
     if method not in AFFINITY_METHODS:
         print(f"aff_labels: refine.method is {method}: no affinity labels needed")
-        empty_directory(out)
+        empty_directory(out, "aff_labels")
         write_json(metrics, {})
         return
     if run_in_workers(dist.nproc, __spec__.name):
         return
     crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
     labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
-    with process_group(torch.device("cpu")) as world, shared_directory(out, world) as tmp:
+    with (
+        process_group(torch.device("cpu")) as world,
+        shared_directory(out, world, "aff_labels") as tmp,
+    ):
         scores, _ = label_split(
             layout,
             ids,

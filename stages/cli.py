@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from destseg.runtime.files import check_output
 
 # Options that several stages share; each stage gives the default path that dvc.yaml uses.
 ParamsOption = Annotated[
@@ -101,9 +103,19 @@ def reported(main: Callable) -> Callable:
     return wrapper
 
 
+def check_outputs(owner: str, folders: Iterable[Path] = (), files: Iterable[Path] = ()) -> None:
+    """Refuse, before any work, every output of stage ``owner`` it may not write
+    (:func:`destseg.runtime.files.check_output`): a file or someone else's folder where its
+    folder goes, a folder where a file goes. A run that fails on its last output (a
+    ``--metrics`` naming a folder) would otherwise have replaced its first one already."""
+    for folder in folders:
+        check_output(folder, owner)
+    for file in files:
+        check_output(file)
+
+
 def require(path: Path, what: str) -> Path:
     """``path`` if it exists, else a StageError saying which stage makes it."""
     if not path.exists():
         raise StageError(f"{path}: {what} not found")
     return path
-

@@ -21,6 +21,7 @@ from stages.cli import (
     MetricsOption,
     ParamsOption,
     SegmenterOption,
+    check_outputs,
     reported,
     require,
 )
@@ -52,6 +53,7 @@ def main(
     ] = Path("data/plots/evaluate_confusion.png"),
 ) -> None:
     """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions."""
+    check_outputs("evaluate", folders=[predictions], files=[metrics, per_class, confusion_figure])
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -66,7 +68,7 @@ def main(
         amp = resolve_precision(run.amp, device)
         amp.place(model)
         ids = world.shard(layout.ids(splits.val))
-        with shared_directory(predictions, world) as tmp, amp.autocast():
+        with shared_directory(predictions, world, "evaluate") as tmp, amp.autocast():
             confusion = evaluate_segmenter(
                 model,
                 layout,

@@ -32,6 +32,7 @@ from stages.cli import (
     PseudoMasksOption,
     SegmenterOption,
     StageError,
+    check_outputs,
     reported,
     require,
 )
@@ -86,6 +87,7 @@ def main(
     ),
 ) -> None:
     """Write <out>/<image id>.png for the sampled images of splits.score_cams."""
+    check_outputs("gallery", folders=[out])
     p = read_params(params, "gallery", GalleryParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -103,7 +105,7 @@ def main(
     amp.place(model)
     classes = layout.classes
     ids = gallery_ids(p, layout.ids(splits.score_cams))
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, owner="gallery") as tmp:
         for image_id in ids:
             image = load_image(layout.image_path(image_id))
             truth = load_mask(layout.mask_path(image_id))

@@ -21,7 +21,7 @@ from destseg.models.model_file import load_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group, shared_directory
 from destseg.runtime.files import atomic_path, write_json
-from stages.cli import DatasetOption, MetricsOption, ParamsOption, reported, require
+from stages.cli import DatasetOption, MetricsOption, ParamsOption, check_outputs, reported, require
 from stages.params.cam import CamParams
 from stages.params.cam_scales import check_mdc_scales
 from stages.params.dist import read_dist
@@ -49,6 +49,7 @@ def main(
 ) -> None:
     """Write one CAM file per image of splits.train; score those of splits.score_cams at
     cam.threshold (with ``auto``, the best threshold on splits.tune) and over a sweep."""
+    check_outputs("make_cam", folders=[out], files=[metrics, sweep_plot])
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -71,7 +72,7 @@ def main(
         check_mdc_scales(config, p.scales, layout.smallest_side(ids))
         report, tuning = (ThresholdSweep(num_classes, policy.sweep()) for _ in range(2))
         sweeps = dict.fromkeys(scored, report) | dict.fromkeys(tune, tuning)
-        with shared_directory(out, world) as tmp, amp.autocast():
+        with shared_directory(out, world, "make_cam") as tmp, amp.autocast():
             generate_cams(
                 model,
                 layout,
@@ -109,8 +110,7 @@ def main(
     with atomic_path(sweep_plot) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     print(
-        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} "
-        f"({policy.described()})"
+        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} ({policy.described()})"
     )
 
 

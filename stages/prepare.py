@@ -18,7 +18,7 @@ from destseg.dataset.sources.download import Archive
 from destseg.dataset.sources.folder import import_folder
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
 from destseg.runtime.files import atomic_path
-from stages.cli import ParamsOption, StageError, reported
+from stages.cli import ParamsOption, StageError, check_outputs, reported
 from stages.params.data import DataParams
 from stages.params.reader import read_params
 
@@ -59,7 +59,8 @@ def main(
                 f"data.folder.root ({data.folder.root}) and --out ({out}) overlap: the dataset "
                 "is copied into --out, which is replaced as a whole; choose an --out outside it"
             )
-    with atomic_path(out, directory=True) as tmp:
+    check_outputs("prepare", folders=[out])
+    with atomic_path(out, directory=True, owner="prepare") as tmp:
         counts = build(data, VOCLayout(tmp))
         classes = len(VOCLayout(tmp).classes) - 1
     rprint(f"prepare ({data.source}): {counts} images, {classes} classes -> {out}")

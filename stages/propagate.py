@@ -22,6 +22,7 @@ from stages.cli import (
     CamsOption,
     DatasetOption,
     ParamsOption,
+    check_outputs,
     reported,
     require,
 )
@@ -49,6 +50,7 @@ def main(
     ),
 ) -> None:
     """One propagated CAM file per image of splits.train (the format of the CAM files)."""
+    check_outputs("propagate", folders=[out])
     p = read_params(params, "propagate", PropagateParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -59,7 +61,7 @@ def main(
     model_path = model_dir / AFFINITY_MODEL_FILE
     if not model_path.is_file():
         print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
-        empty_directory(out)
+        empty_directory(out, "propagate")
         return
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
@@ -71,7 +73,7 @@ def main(
         amp.place(model)
         ids = world.shard(layout.ids(splits.train))
         # autocast for the network only: the walk itself runs in float32
-        with shared_directory(out, world) as tmp, amp.autocast():
+        with shared_directory(out, world, "propagate") as tmp, amp.autocast():
             propagate_cams(
                 model,
                 layout,

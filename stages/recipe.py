@@ -12,6 +12,7 @@ from destseg.models.freezing import freeze_backbone
 from destseg.models.model_file import Network, build_model, save_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group
+from destseg.runtime.files import mark_output
 from destseg.training.checkpoint import fingerprint
 from destseg.training.loop import (
     LossFn,
@@ -105,3 +106,6 @@ def train_and_save(
         if world.main:
             save_model(out, model, config)
             checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run
+            plots = live_dir / "plots" / "metrics"
+            if plots.is_dir():  # DVCLive's curves: this stage's to replace next time
+                mark_output(plots, module.rsplit(".", 1)[-1])

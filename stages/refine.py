@@ -35,6 +35,7 @@ from stages.cli import (
     ParamsOption,
     PropagatedOption,
     StageError,
+    check_outputs,
     reported,
     require,
 )
@@ -81,6 +82,7 @@ def main(
 ) -> None:
     """Write one palette PNG pseudo-mask per image of splits.train; score those of
     splits.score_cams against their masks."""
+    check_outputs("refine", folders=[out], files=[metrics, confusion])
     p = read_params(params, "refine", RefineParams)
     splits = read_splits(params)
     dist = read_dist(params)
@@ -120,7 +122,7 @@ def main(
                 world=world,
             )
         threshold, tuned = policy.choose(tuning)
-        with shared_directory(out, world) as tmp:
+        with shared_directory(out, world, "refine") as tmp:
             scores, counts = label_split(
                 layout,
                 ids,

@@ -18,7 +18,7 @@ from destseg.dataset.layout import VOCLayout
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.models.affinity_net import AffinityNet
 from destseg.runtime.device import model_device
-from destseg.runtime.files import empty_directory, write_json
+from destseg.runtime.files import check_output, empty_directory, mark_output, write_json
 from stages.cli import (
     AFFINITY_MODEL_FILE,
     AffLabelsOption,
@@ -26,6 +26,7 @@ from stages.cli import (
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    check_outputs,
     reported,
     require,
 )
@@ -59,6 +60,7 @@ def main(
 ) -> None:
     """Train on the aff_labels regions of splits.train; score pair accuracy on the masks of
     splits.val."""
+    check_outputs("train_aff", folders=[out], files=[checkpoint, live_dir / "metrics.json"])
     p = read_params(params, "aff", AffParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -67,9 +69,9 @@ def main(
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
     if not any(aff_labels.glob("*.png")):
         print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
-        empty_directory(out)  # no model: the later stages read it as "no affinity"
+        empty_directory(out, "train_aff")  # no model: the later stages read it as "no affinity"
         write_json(live_dir / "metrics.json", {})
-        empty_directory(live_dir / "plots" / "metrics")  # no curves of an earlier run
+        empty_directory(live_dir / "plots" / "metrics", "train_aff")  # no curves of an earlier run
         return
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
@@ -92,7 +94,9 @@ def main(
         "radius": p.radius,
     }
     # model.pt is the folder's only file, written atomically (by one process of several)
+    out = check_output(out, "train_aff")
     out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "train_aff")
     train_and_save(
         AffinityNet,
         config,

@@ -21,6 +21,7 @@ from stages.cli import (
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    check_outputs,
     reported,
     require,
 )
@@ -68,6 +69,7 @@ def main(
     live_dir: LiveDirOption = Path("data/metrics/train_cls"),
 ) -> None:
     """Train on the image-level labels of splits.train; score mAP and F1 on splits.val."""
+    check_outputs("train_cls", files=[out, checkpoint, live_dir / "metrics.json"])
     p = read_params(params, "cls", ClsParams)
     run = read_run(params)
     cam_scales = read_params(params, "cam", CamScalesParams).scales
@@ -101,9 +103,7 @@ def main(
         out=out,
         checkpoint=checkpoint,
         live_dir=live_dir,
-        validate=lambda model: multilabel_scores(
-            *classify(model, val_set, model_device(model))
-        ),
+        validate=lambda model: multilabel_scores(*classify(model, val_set, model_device(model))),
     )
 
 

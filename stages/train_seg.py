@@ -18,6 +18,7 @@ from stages.cli import (
     ParamsOption,
     PseudoMasksOption,
     StageError,
+    check_outputs,
     reported,
     require,
 )
@@ -49,6 +50,7 @@ def main(
     live_dir: LiveDirOption = Path("data/metrics/train_seg"),
 ) -> None:
     """Train on splits.train with seg.labels masks (pseudo or gt), 255 ignored."""
+    check_outputs("train_seg", files=[out, checkpoint, live_dir / "metrics.json"])
     p = read_params(params, "seg", SegParams)
     run = read_run(params)
     splits = read_splits(params)

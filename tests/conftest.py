@@ -47,3 +47,10 @@ def write_params(tmp_path: Path, **overrides) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+def listed(folder: Path) -> list[Path]:
+    """What a stage wrote into ``folder``, without the marker that names the stage."""
+    from destseg.runtime.files import MARKER
+
+    return sorted(p for p in folder.iterdir() if p.name != MARKER)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import listed
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -184,7 +185,7 @@ def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
     # the confusion of the two scored images only: all on the diagonal, every labelled pixel
     truth = [load_mask(tiny_layout.mask_path(i)) for i in ids[:2]]
     assert confusion.trace() == confusion.sum() == sum(int((m != 255).sum()) for m in truth)
-    assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == sorted(ids)
+    assert sorted(p.stem for p in listed(tmp_path / "out")) == sorted(ids)
 
 
 def test_features_stay_float32_under_bf16_autocast():

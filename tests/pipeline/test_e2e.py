@@ -14,7 +14,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, listed
 from PIL import Image
 from pipeline_repo import reproduce, run
 
@@ -139,17 +139,17 @@ def test_outputs_are_complete(repo):
     train_ids = (root / "data/dataset/ImageSets/Segmentation/train.txt").read_text().split()
     val_ids = (root / "data/dataset/ImageSets/Segmentation/val.txt").read_text().split()
     for folder in ("cam", "aff_labels", "propagated_cam"):
-        assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_ids)
-    assert [p.name for p in (root / "data/train_aff").iterdir()] == ["model.pt"]
+        assert sorted(p.stem for p in listed(root / "data" / folder)) == sorted(train_ids)
+    assert [p.name for p in listed(root / "data/train_aff")] == ["model.pt"]
     curves = root / "data/metrics/train_aff/plots/metrics"
     assert {p.name for p in (curves / "train").iterdir()} == {"loss.tsv", "lr.tsv"}
     assert (curves / "val" / "balanced_accuracy.tsv").is_file()
     for name in ("evaluate_confusion.png", "pseudo_mask_confusion.png"):
         with Image.open(root / "data" / "plots" / name) as figure:
             assert figure.format == "PNG"
-    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    assert sorted(p.stem for p in listed(root / "data/pseudo_mask")) == sorted(train_ids)
     predictions = root / "data/evaluate/prediction"
-    assert sorted(p.stem for p in predictions.iterdir()) == sorted(val_ids)
+    assert sorted(p.stem for p in listed(predictions)) == sorted(val_ids)
     assert not [p for p in (root / "data").rglob("*") if p.name.endswith((".tmp", ".old"))]
 
 
@@ -253,7 +253,7 @@ def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_pat
 def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
     root, env = repo
     reported = (root / "data/dataset/ImageSets/Segmentation/scored.txt").read_text().split()
-    figures = sorted((root / "data/gallery").iterdir())
+    figures = sorted(listed(root / "data/gallery"))
     assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
     size = yaml.safe_load((root / "params.yaml").read_text())["gallery"]["size"]
     for path in figures:
@@ -345,7 +345,7 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
     }  # fmt: skip
     assert "not trained" in output and "nothing propagated" in output
     for folder in ("aff_labels", "train_aff", "propagated_cam", "metrics/train_aff/plots/metrics"):
-        assert not any((root / "data" / folder).iterdir())
+        assert not any(listed(root / "data" / folder))
     assert _json(root / "data/metrics/aff_labels.json") == {}
     refine = _json(root / "data/metrics/refine.json")
     assert refine.keys() == before.keys() and 0 <= refine["miou"] <= 1
@@ -367,7 +367,7 @@ def test_the_pipeline_runs_on_a_users_folder(repo):
     unmasked = train_ids[:4]  # labelled by their XML annotations alone
     assert all(dataset.labels[i] for i in unmasked)
     assert not any(dataset.mask_path(i).exists() for i in unmasked)
-    assert sorted(p.stem for p in (root / "data/pseudo_mask").iterdir()) == sorted(train_ids)
+    assert sorted(p.stem for p in listed(root / "data/pseudo_mask")) == sorted(train_ids)
     table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
     assert list(table["class"]) == FOLDER_CLASSES
     assert 0 <= _json(root / "data/metrics/refine.json")["miou"] <= 1

@@ -15,7 +15,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, listed
 from http_server import LocalServer, Served
 from pipeline_repo import reproduce
 from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
@@ -64,9 +64,9 @@ def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
     sizes = {load_image(layout.image_path(i)).shape[:2] for i in train_aug}
     assert (187, 250) in sizes and (250, 187) in sizes  # landscape and portrait both
     for folder in ("cam", "aff_labels", "propagated_cam", "pseudo_mask"):
-        assert sorted(p.stem for p in (root / "data" / folder).iterdir()) == sorted(train_aug)
+        assert sorted(p.stem for p in listed(root / "data" / folder)) == sorted(train_aug)
     predictions = root / "data" / "evaluate" / "prediction"
-    assert sorted(p.stem for p in predictions.iterdir()) == sorted(archives.voc_val)
+    assert sorted(p.stem for p in listed(predictions)) == sorted(archives.voc_val)
     metrics = root / "data" / "metrics"
     for name in ("make_cam.json", "aff_labels.json", "refine.json", "evaluate.json"):
         scores = json.loads((metrics / name).read_text())

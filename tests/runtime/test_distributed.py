@@ -198,7 +198,7 @@ def test_one_world_sums_nothing_and_writes_its_folder(tmp_path):
     world = World()
     counts = np.arange(4)
     assert world.sum(counts) is counts
-    with shared_directory(tmp_path / "out", world) as tmp:
+    with shared_directory(tmp_path / "out", world, "t") as tmp:
         (tmp / "a.txt").write_text("a")
     assert (tmp_path / "out" / "a.txt").read_text() == "a"
 

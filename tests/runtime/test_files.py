@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from destseg.runtime.files import atomic_path, write_json
+from destseg.runtime.files import MARKER, OutputRefused, atomic_path, write_json
 
 
 def test_atomic_file_is_absent_after_a_failure(tmp_path):
@@ -17,24 +17,30 @@ def test_atomic_file_is_absent_after_a_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _own(folder, owner="t"):
+    """A folder as stage ``owner`` left it."""
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(f"{owner}\n")
+    return folder
+
+
 def test_atomic_directory_replaces_the_old_one_whole(tmp_path):
-    target = tmp_path / "masks"
-    target.mkdir()
+    target = _own(tmp_path / "masks")
     (target / "stale.png").write_text("old")
-    with atomic_path(target, directory=True) as tmp:
+    with atomic_path(target, directory=True, owner="t") as tmp:
         (tmp / "new.png").write_text("new")
-    assert [p.name for p in target.iterdir()] == ["new.png"]
-    assert [p.name for p in tmp_path.iterdir()] == ["masks"]
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "new.png"]
+    assert (target / MARKER).read_text() == "t\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["masks"]  # no temporary, no lock left
 
 
 def test_failed_directory_keeps_the_previous_output(tmp_path):
-    target = tmp_path / "masks"
-    target.mkdir()
+    target = _own(tmp_path / "masks")
     (target / "a.png").write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(target, directory=True) as tmp:
+    with pytest.raises(RuntimeError), atomic_path(target, directory=True, owner="t") as tmp:
         (tmp / "b.png").write_text("partial")
         raise RuntimeError
-    assert [p.name for p in target.iterdir()] == ["a.png"]
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a.png"]
 
 
 def test_write_json(tmp_path):
@@ -51,7 +57,7 @@ def test_a_killed_write_leaves_a_hidden_temporary_that_the_next_write_removes(tm
     code = (
         "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
         "from destseg.runtime.files import atomic_path\n"
-        f"with atomic_path({str(target)!r}, directory={directory}) as tmp:\n"
+        f"with atomic_path({str(target)!r}, directory={directory}, owner='t') as tmp:\n"
         f"    (tmp / 'a.npz' if {directory} else tmp).write_text('half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -63,18 +69,18 @@ def test_a_killed_write_leaves_a_hidden_temporary_that_the_next_write_removes(tm
         ["git", "check-ignore", "-q", "--no-index", f"data/{leftover.name}"], cwd=ROOT, check=False
     )
     assert ignored.returncode == 0, "git would show the leftover"
-    with atomic_path(target, directory=directory) as tmp:
+    with atomic_path(target, directory=directory, owner="t" if directory else None) as tmp:
         (tmp / "b.npz" if directory else tmp).write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     if directory:
-        assert [p.name for p in target.iterdir()] == ["b.npz"]
+        assert sorted(p.name for p in target.iterdir()) == [MARKER, "b.npz"]
 
 
 @pytest.mark.bad_input
 def test_a_leftover_of_an_interrupted_replace_is_removed(tmp_path):
     (tmp_path / ".masks.old").mkdir()  # killed between the two renames of a directory output
     (tmp_path / ".masks.old" / "x.png").write_text("stale")
-    with atomic_path(tmp_path / "masks", directory=True) as tmp:
+    with atomic_path(tmp_path / "masks", directory=True, owner="t") as tmp:
         (tmp / "y.png").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
 
@@ -115,9 +121,70 @@ def test_a_write_that_the_storage_refuses_names_the_output(tmp_path, name, state
 def test_empty_directory_replaces_a_folder_and_creates_a_missing_one(tmp_path):
     from destseg.runtime.files import empty_directory
 
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "stale.pt").write_text("old")
-    empty_directory(tmp_path / "out")
-    empty_directory(tmp_path / "new" / "plots")
-    assert list((tmp_path / "out").iterdir()) == [] and (tmp_path / "new" / "plots").is_dir()
+    (_own(tmp_path / "out") / "stale.pt").write_text("old")
+    empty_directory(tmp_path / "out", "t")
+    empty_directory(tmp_path / "new" / "plots", "t")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [MARKER]
+    assert (tmp_path / "new" / "plots").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]  # no temporary left
+
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("owner", [None, "gallery"])
+def test_a_folder_the_stage_did_not_write_is_never_replaced(tmp_path, owner):
+    """--out pointed at a folder of notes (no marker) or at another stage's output."""
+    notes = _own(tmp_path / "notes", owner) if owner else tmp_path / "notes"
+    notes.mkdir(exist_ok=True)
+    (notes / "thesis.tex").write_text("years of work")
+    refused = pytest.raises(OutputRefused, match="make_cam stage replaces only its own")
+    with refused as err, atomic_path(notes, directory=True, owner="make_cam"):
+        pytest.fail("the block must not run")
+    assert str(err.value).startswith(str(notes))
+    assert (notes / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+
+
+def test_an_empty_folder_is_taken(tmp_path):
+    (tmp_path / "cam").mkdir()
+    with atomic_path(tmp_path / "cam", directory=True, owner="make_cam") as tmp:
+        (tmp / "a.npz").write_text("x")
+    assert (tmp_path / "cam" / "a.npz").is_file()
+
+
+@pytest.mark.bad_input
+def test_a_file_where_a_folder_goes_and_a_folder_where_a_file_goes_are_refused(tmp_path):
+    (tmp_path / "gallery").write_text("a file of the user's")
+    refused = pytest.raises(OutputRefused, match="an existing file; this output is a folder")
+    with refused, atomic_path(tmp_path / "gallery", directory=True, owner="gallery"):
+        pass
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(OutputRefused, match="a folder; this output is a file"):
+        write_json(tmp_path / "metrics.json", {})
+    assert (tmp_path / "gallery").read_text() == "a file of the user's"
+
+
+def test_a_linked_output_folder_is_written_through_the_link(tmp_path):
+    disk = _own(tmp_path / "big_disk" / "cam")
+    (disk / "stale.npz").write_text("old")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cam").symlink_to(disk)
+    with atomic_path(tmp_path / "data" / "cam", directory=True, owner="t") as tmp:
+        (tmp / "new.npz").write_text("new")
+    assert (tmp_path / "data" / "cam").is_symlink()
+    assert sorted(p.name for p in disk.iterdir()) == [MARKER, "new.npz"]
+
+
+@pytest.mark.bad_input
+def test_a_second_run_on_the_same_folder_fails_at_once_and_leaves_the_first_whole(tmp_path):
+    target = tmp_path / "cam"
+    with atomic_path(target, directory=True, owner="t") as tmp:
+        (tmp / "a.npz").write_text("first")
+        refused = pytest.raises(OutputRefused, match="another run is writing it")
+        with refused, atomic_path(target, directory=True, owner="t"):
+            pytest.fail("the second run must not start")
+        (tmp / "b.npz").write_text("first")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a.npz", "b.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam"]  # the lock is gone
+    with atomic_path(target, directory=True, owner="t") as tmp:  # and the next run may write
+        (tmp / "c.npz").write_text("second")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, listed
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -49,7 +49,7 @@ def test_export_writes_the_server_layout_and_archive(tmp_path):
     result = _invoke(tmp_path)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / SERVER_DIR
-    assert sorted(p.name for p in folder.iterdir()) == ["2008_000001.png", "2008_000002.png"]
+    assert sorted(p.name for p in listed(folder)) == ["2008_000001.png", "2008_000002.png"]
     first = Image.open(folder / "2008_000001.png")
     assert first.mode == "P" and first.size == (40, 30)
     assert Image.open(folder / "2008_000002.png").size == (24, 36)
@@ -64,7 +64,7 @@ def test_export_follows_an_id_list_and_names_a_missing_image(tmp_path):
     (tmp_path / "test.txt").write_text("2008_000002\n")
     assert _invoke(tmp_path, "--list", str(tmp_path / "test.txt")).exit_code == 0
     folder = tmp_path / "out" / SERVER_DIR
-    assert [p.name for p in folder.iterdir()] == ["2008_000002.png"]
+    assert [p.name for p in listed(folder)] == ["2008_000002.png"]
     (tmp_path / "test.txt").write_text("2008_000002\n2008_000009\n")
     result = _invoke(tmp_path, "--list", str(tmp_path / "test.txt"))
     assert result.exit_code == 1 and "2008_000009.jpg: image of" in result.output

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_params
+from conftest import ROOT, listed, write_params
 from typer.testing import CliRunner
 
 from destseg.cam.store import save_cam
@@ -249,7 +249,7 @@ def test_a_repeated_id_is_used_once_with_a_one_line_warning(tmp_path, cams):
     warnings = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
     assert "train.txt: 2 repeated ids dropped" in warnings[0]
-    assert len(list((tmp_path / "pseudo").iterdir())) == len(ids)
+    assert len(list(listed(tmp_path / "pseudo"))) == len(ids)
 
 
 def _slow_refine(tmp_path, layout, folder) -> subprocess.Popen:
@@ -309,7 +309,7 @@ def test_a_killed_refine_is_silent_and_its_leftover_is_removed_by_the_next_run(t
     result = _invoke("refine", params, *_refine_args(tmp_path, layout, folder))
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".pseudo.tmp").exists()
-    assert len(list((tmp_path / "pseudo").iterdir())) == len(layout.ids("train"))
+    assert len(list(listed(tmp_path / "pseudo"))) == len(layout.ids("train"))
 
 
 def test_a_full_disk_during_training_is_one_line_naming_the_checkpoint(tmp_path, tiny_layout):
@@ -369,3 +369,41 @@ def test_an_image_damaged_after_prepare_is_named_in_one_line(tmp_path, tiny_layo
     assert result.exit_code == 1
     line = _one_error_line(result)
     assert line.startswith(f"error: {damaged}: not a readable image (image file is truncated")
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("stage", "args", "expected"),
+    [
+        ("make_cam", ["--out", "{notes}"], "not a folder it wrote; the make_cam stage"),
+        ("make_cam", ["--out", "{dataset}"], "the prepare stage's output; the make_cam stage"),
+        ("gallery", ["--out", "{file}"], "an existing file; this output is a folder"),
+        ("make_cam", ["--metrics", "{notes}"], "a folder; this output is a file"),
+        ("refine", ["--out", "{notes}"], "the refine stage replaces only its own"),
+        ("evaluate", ["--predictions", "{notes}"], "the evaluate stage replaces only its own"),
+        ("prepare", ["--out", "{notes}"], "the prepare stage replaces only its own"),
+    ],
+)
+def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
+    tmp_path, tiny_layout, stage, args, expected
+):
+    """--out at a folder of the user's notes, at the dataset, at a file; --metrics at a folder:
+    one line, nothing replaced, and nothing else written either (the check comes first)."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("years of work")
+    (tmp_path / "file.txt").write_text("a file of the user's")
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_layout.root, dataset)
+    (dataset / ".destseg-output").write_text("prepare\n")
+    places = {"notes": notes, "dataset": dataset, "file": tmp_path / "file.txt"}
+    args = [a.format(**places) for a in args]
+    if stage != "prepare":
+        args += ["--dataset", str(dataset)]
+    params = write_params(tmp_path)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    result = _invoke(stage, params, *args)
+    assert result.exit_code == 1
+    assert expected in _one_error_line(result)
+    assert (notes / "thesis.tex").read_text() == "years of work"
+    assert sorted(p for p in tmp_path.rglob("*")) == before

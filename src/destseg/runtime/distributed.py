@@ -78,12 +78,13 @@ class World:
 
 
 @contextmanager
-def shared_directory(path: Path, world: World) -> Iterator[Path]:
+def shared_directory(path: Path, world: World, owner: str) -> Iterator[Path]:
     """:func:`~destseg.runtime.files.atomic_path` of a folder that every process of ``world`` writes
     its shard of files into: the main process creates the temporary folder before anyone
-    writes and moves it onto ``path`` only after everyone has written."""
+    writes and moves it onto ``path`` only after everyone has written; ``owner``: the stage
+    whose output it is (the folder's marker)."""
     if world.size == 1:
-        with atomic_path(path, directory=True) as tmp:
+        with atomic_path(path, directory=True, owner=owner) as tmp:
             yield tmp
         return
     if not world.main:
@@ -91,7 +92,7 @@ def shared_directory(path: Path, world: World) -> Iterator[Path]:
         yield temporary_paths(path)[0]
         world.barrier()  # everyone has written
         return
-    with atomic_path(path, directory=True) as tmp:
+    with atomic_path(path, directory=True, owner=owner) as tmp:
         world.barrier()
         yield tmp
         world.barrier()
