@@ -127,3 +127,12 @@ def test_damaged_metadata_names_its_file(tmp_path, file, text, expected):
     (tmp_path / file).write_text(text)
     with pytest.raises(ValueError, match=expected):
         layout.labels  # noqa: B018  (reads classes.json too)
+
+
+@pytest.mark.bad_input
+def test_a_mask_of_another_size_than_what_is_scored_names_the_mask(tiny_layout):
+    image_id = tiny_layout.ids("val")[0]
+    mask = tiny_layout.ground_truth(image_id, (64, 64))
+    with pytest.raises(ValueError, match=rf"{image_id}.png: a mask of 64x64 for an image of 32x"):
+        tiny_layout.ground_truth(image_id, (32, 64))
+    assert mask.shape == (64, 64)

@@ -20,7 +20,7 @@ from rich.progress import track
 from destseg.cam.normalize import normalize_per_class
 from destseg.cam.store import cam_to_label, save_cam
 from destseg.cam.strided import rescale_image, upsample_strided
-from destseg.dataset.layout import VOCLayout, image_size, load_image, load_mask
+from destseg.dataset.layout import VOCLayout, image_size, load_image
 from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.evaluation.metrics import confusion_matrix
 from destseg.evaluation.thresholds import sweep_table
@@ -115,7 +115,7 @@ def generate_cams(
             cam = cam.cpu().numpy()
             save_cam(out_dir / f"{image_id}.npz", image_classes, cam)
             if image_id in sweeps:
-                gt = load_mask(layout.mask_path(image_id))
+                gt = layout.ground_truth(image_id, cam.shape[1:])
                 sweeps[image_id].update(gt, cam, np.asarray(image_classes))
 
 

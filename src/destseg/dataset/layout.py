@@ -145,6 +145,19 @@ class VOCLayout:
     def mask_path(self, image_id: str) -> Path:
         return self.root / "SegmentationClass" / f"{check_id(image_id)}.png"
 
+    def ground_truth(self, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The mask of ``image_id``, refused (naming it) unless it is ``shape`` (height, width),
+        the size of what is scored against it: an image or mask replaced after prepare."""
+        path = self.mask_path(image_id)
+        mask = load_mask(path)
+        if mask.shape != tuple(shape):
+            raise ImageFileError(
+                f"{path}: a mask of {mask.shape[0]}x{mask.shape[1]} for an image of "
+                f"{shape[0]}x{shape[1]} (height x width): was the image or the mask replaced "
+                "after prepare? run prepare again"
+            )
+        return mask
+
     def split_path(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{check_id(split, 'list name')}.txt"
 

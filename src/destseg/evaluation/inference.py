@@ -12,7 +12,7 @@ from rich.progress import track
 from torch import nn
 from torch.utils.data import Dataset
 
-from destseg.dataset.layout import VOCLayout, load_image, load_mask, save_mask
+from destseg.dataset.layout import VOCLayout, load_image, save_mask
 from destseg.dataset.torch_dataset import image_to_tensor, same_size_batches
 from destseg.evaluation.metrics import confusion_matrix
 from destseg.runtime.device import to_device
@@ -98,5 +98,5 @@ def evaluate_segmenter(
     for image_id in track(ids, description="evaluate", disable=not progress):
         pred = predict(model, layout.image_path(image_id), scales, flip, device)
         save_mask(out_dir / f"{image_id}.png", pred)
-        confusion += confusion_matrix(load_mask(layout.mask_path(image_id)), pred, num_classes)
+        confusion += confusion_matrix(layout.ground_truth(image_id, pred.shape), pred, num_classes)
     return confusion

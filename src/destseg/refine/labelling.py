@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from destseg.cam.store import load_cam
-from destseg.dataset.layout import IGNORE_INDEX, VOCLayout, load_image, load_mask, save_mask
+from destseg.dataset.layout import IGNORE_INDEX, VOCLayout, load_image, save_mask
 from destseg.evaluation.metrics import (
     confusion_matrix,
     foreground_precision_recall,
@@ -46,7 +46,9 @@ def label_image(
     labels = labeller(image, cam, classes)
     save_mask(out_dir / f"{image_id}.png", labels)
     if image_id in scored:
-        confusion = confusion_matrix(load_mask(layout.mask_path(image_id)), labels, num_classes)
+        confusion = confusion_matrix(
+            layout.ground_truth(image_id, labels.shape), labels, num_classes
+        )
     else:
         confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     return confusion, int((labels == IGNORE_INDEX).sum()), labels.size
@@ -111,7 +113,7 @@ def image_sweep(
     image = load_image(layout.image_path(image_id))
     num_classes = len(layout.classes)
     classes, cam = load_cam(cam_dir / f"{image_id}.npz", num_classes, image.shape[:2])
-    gt = load_mask(layout.mask_path(image_id))
+    gt = layout.ground_truth(image_id, image.shape[:2])
     return np.stack(
         [
             confusion_matrix(gt, labeller(image, cam, classes, bg_threshold=t), num_classes)
