@@ -94,3 +94,20 @@ def save_and_load(folder, classes, cam):
     """``cam`` through the CAM file format (float16 storage), as propagate_cams stores it."""
     save_cam(folder / "expected.npz", classes, cam)
     return load_cam(folder / "expected.npz")[1]
+
+
+def test_the_deterministic_block_restores_the_callers_setting_and_keeps_cpu_results():
+    import torch
+
+    from destseg.affinity.walk import propagate_cam
+    from destseg.runtime.device import deterministic
+
+    torch.manual_seed(0)
+    cam, affinity = torch.rand(2, 32, 32), torch.rand(12, 8, 8)  # radius 3: 12 pairs
+    plain = propagate_cam(cam, affinity, 3, 8, 3, 4, "per_class")
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic():
+        assert torch.are_deterministic_algorithms_enabled()
+        inside = propagate_cam(cam, affinity, 3, 8, 3, 4, "per_class")
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(plain, inside)  # the CPU kernels were deterministic already

@@ -13,6 +13,7 @@ from destseg.cam.store import load_cam, save_cam
 from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.models.affinity_net import AffinityNet
+from destseg.runtime.device import deterministic
 
 
 @torch.no_grad()
@@ -42,7 +43,9 @@ def propagate_cams(
         cam = torch.from_numpy(cam).to(device)
         # float32 whatever the caller's autocast: powers of a transition matrix lose too much
         # in bf16 or fp16
-        with torch.autocast(device.type, enabled=False):
+        # deterministic: the same walk gives the same file on a GPU too (index_add_ on CUDA
+        # adds in any order otherwise)
+        with torch.autocast(device.type, enabled=False), deterministic():
             walked = propagate_cam(
                 cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +17,21 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available")
     return torch.device(name)
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """torch's deterministic algorithms for the block, then the caller's setting again. On CUDA
+    this makes ``index_add_`` (the walk's row sums) add in a fixed order; on the CPU those
+    kernels are deterministic already and the results are unchanged. ``warn_only``: an op
+    without a deterministic version warns instead of stopping the stage."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def model_device(model: nn.Module) -> torch.device:
