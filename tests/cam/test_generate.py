@@ -192,3 +192,27 @@ def test_an_image_without_foreground_labels_gets_no_map_and_an_all_background_la
     assert not cam_to_label(cam, classes, 0.3).any()
     assert not crf_pseudo_mask(image, cam, classes, 0.3, DenseCRF(iterations=2)).any()
     assert not confident_labels(image, cam, classes, 0.3, 0.05, DenseCRF(iterations=2)).any()
+
+
+@pytest.mark.parametrize("classes", [[1, 3], [2], []])
+def test_the_one_pass_sweep_counts_what_each_threshold_labels(classes):
+    """Every confusion matrix of the sweep equals labelling at that threshold and counting,
+    with CAM values exactly at a threshold (float32 against float32, as cam_to_label compares),
+    unsorted thresholds, ignored pixels, ties between classes and an image with no class."""
+    rng = np.random.default_rng(1)
+    thresholds = [0.6, 0.05, 0.3, 0.55, 0.95]
+    cam = rng.uniform(size=(len(classes), 12, 10)).astype(np.float32)
+    if classes:
+        cam[0, :3] = np.float32(0.55)  # exactly at a threshold
+        cam[:, 3, :] = cam[0, 3, :]  # ties
+    gt = rng.integers(0, 4, size=(12, 10))
+    gt[5] = 255
+    sweep = ThresholdSweep(4, thresholds)
+    sweep.update(gt, cam, np.array(classes, dtype=np.int64))
+    sweep.update(gt[::-1].copy(), cam[:, ::-1].copy(), np.array(classes, dtype=np.int64))
+    for i, threshold in enumerate(thresholds):
+        expected = sum(
+            confusion_matrix(g, cam_to_label(c, np.array(classes), threshold), 4)
+            for g, c in [(gt, cam), (gt[::-1], cam[:, ::-1])]
+        )
+        np.testing.assert_array_equal(sweep.confusions[i], expected)

@@ -18,11 +18,10 @@ import torch.nn.functional as F
 from rich.progress import track
 
 from destseg.cam.normalize import normalize_per_class
-from destseg.cam.store import cam_to_label, save_cam
+from destseg.cam.store import save_cam
 from destseg.cam.strided import rescale_image, upsample_strided
-from destseg.dataset.layout import VOCLayout, image_size, load_image
+from destseg.dataset.layout import IGNORE_INDEX, VOCLayout, image_size, load_image
 from destseg.dataset.torch_dataset import image_to_tensor
-from destseg.evaluation.metrics import confusion_matrix
 from destseg.evaluation.thresholds import sweep_table
 from destseg.models.classifier import Classifier
 from destseg.runtime.distributed import World
@@ -72,10 +71,41 @@ class ThresholdSweep:
         self.confusions = np.zeros((len(self.thresholds), num_classes, num_classes), np.int64)
 
     def update(self, gt: np.ndarray, cam: np.ndarray, classes: np.ndarray) -> None:
-        for i, threshold in enumerate(self.thresholds):
-            self.confusions[i] += confusion_matrix(
-                gt, cam_to_label(cam, classes, threshold), self.num_classes
-            )
+        """Add one image: the confusion at every threshold from one pass over its pixels (what
+        :func:`cam_to_label` and :func:`confusion_matrix` give per threshold, counted at once).
+
+        A pixel is labelled with its strongest class at the thresholds below its CAM maximum
+        and background at the others, so counting each pixel by how many thresholds lie below
+        its maximum, then summing those counts over the thresholds, gives every matrix."""
+        k = self.num_classes
+        gt = np.asarray(gt).ravel().astype(np.int64)
+        if len(classes) == 0:
+            strongest, peak = np.zeros_like(gt), np.full(gt.shape, -np.inf, np.float32)
+        else:
+            flat = cam.reshape(len(classes), -1)
+            strongest = np.asarray(classes, dtype=np.int64)[flat.argmax(0)]
+            peak = flat.max(0)
+        if gt.shape != strongest.shape:
+            raise ValueError(f"ground truth and CAM differ in size: {gt.size} vs {strongest.size}")
+        keep = gt != IGNORE_INDEX
+        gt, strongest, peak = gt[keep], strongest[keep], peak[keep]
+        if gt.size and (gt.max() >= k or strongest.max() >= k):
+            raise ValueError(f"label value out of range for {k} classes")
+        # the comparison of cam_to_label: the CAM's float32 against each threshold in float32
+        order = np.argsort(self.thresholds, kind="stable")
+        ranked = np.asarray(self.thresholds, dtype=np.float32)[order]
+        below = np.searchsorted(ranked, peak, side="left")  # thresholds under each maximum
+        n = len(ranked)
+        foreground = np.bincount((below * k + gt) * k + strongest, minlength=(n + 1) * k * k)
+        background = np.bincount(below * k + gt, minlength=(n + 1) * k)
+        foreground = foreground.reshape(n + 1, k, k)
+        background = background.reshape(n + 1, k)
+        # threshold number j (in ascending order) labels the pixels with below > j foreground
+        fg = foreground[::-1].cumsum(0)[::-1][1:]  # sum over below >= j + 1
+        bg = background.cumsum(0)[:-1]  # sum over below <= j
+        sweep = fg.copy()
+        sweep[:, :, 0] += bg
+        self.confusions[order] += sweep
 
     def table(self) -> pd.DataFrame:
         """One row per threshold: miou, fg_precision, fg_recall."""
