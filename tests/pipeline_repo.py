@@ -25,10 +25,10 @@ def run(args, cwd, env):
     return result.stdout
 
 
-def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> tuple:
+def prepare_repo(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> dict:
     """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` on the CPU in
-    float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml, commit,
-    and run the real ``dvc repro`` there."""
+    float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml and commit;
+    return the environment to run DVC there with."""
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
@@ -50,5 +50,11 @@ def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") ->
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny"], repo, env)
+    return env
+
+
+def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> tuple:
+    """:func:`prepare_repo`, then the real ``dvc repro`` there."""
+    env = prepare_repo(repo, overrides, base)
     run(["dvc", "repro"], repo, env)
     return repo, env

@@ -1,0 +1,313 @@
+"""One command that exercises the CUDA paths of configs/voc2012.yaml and writes what it measured.
+
+    python benchmarks/gpu_check.py --out gpu_check          # on a GPU machine: a few minutes
+    python benchmarks/gpu_check.py --toy --out /tmp/check   # at toy size, on any machine
+
+Two parts, each with ``amp`` off and bf16 on the device (``--device``, default cuda when present):
+
+1. **Probes with random weights at the configuration's sizes**: seconds per training step and
+   peak memory of the LDM + MDC classifier, AffinityNet and the segmenter (each at its
+   ``crop_size`` and ``batch_size``), extrapolated to the configuration's steps on VOC's
+   train_aug (10,582 images); and per image of VOC's size (500 x 375): the multi-scale CAM, the
+   random walk and the multi-scale evaluation on the device, against the CPU work beside them
+   (the threshold sweep and the compressed CAM file).
+2. **The pipeline through the real stage commands** (``dvc repro`` of the configuration, as
+   the test suite runs it: VOC-shaped archives served on 127.0.0.1, one epoch of each network),
+   every stage exiting 0, with its wall time.
+
+It writes ``<out>/summary.json`` and ``<out>/log.txt``. ``--toy`` shrinks every size so that the
+suite runs the same code on the CPU (tests/runtime/test_gpu_check.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from destseg.affinity.pairs import affinity_loss, training_pairs  # noqa: E402
+from destseg.affinity.walk import propagate_cam  # noqa: E402
+from destseg.cam.generate import ThresholdSweep, multiscale_cams  # noqa: E402
+from destseg.cam.store import save_cam  # noqa: E402
+from destseg.evaluation.inference import segment  # noqa: E402
+from destseg.evaluation.thresholds import candidates  # noqa: E402
+from destseg.models.affinity_net import AffinityNet  # noqa: E402
+from destseg.models.classifier import Classifier  # noqa: E402
+from destseg.models.segmenter import Segmenter  # noqa: E402
+from destseg.runtime.device import Precision, resolve_device, resolve_precision  # noqa: E402
+from stages.params.cls import ClsParams  # noqa: E402
+
+CONFIG = ROOT / "configs" / "voc2012.yaml"
+TRAIN_AUG = 10_582  # VOC 2012 train + SBD, the images every network trains on
+VOC_IMAGE = (375, 500)  # height, width of VOC's most common image
+AMPS = ("off", "bf16")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device, repeats: int) -> float:
+    """Seconds per call of ``fn`` after one warm-up call (cuDNN's algorithm search)."""
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def _peak(device: torch.device, fn) -> float | None:
+    """GiB of device memory at the peak of ``fn`` (None on the CPU, where torch keeps no count)."""
+    if device.type != "cuda":
+        fn()
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def networks(config: dict, toy: bool) -> dict:
+    """Per network: (model, loss of a batch, a random batch maker, batch size, epochs)."""
+    cls = ClsParams.model_validate(config["cls"])
+    aff, seg = config["aff"], config["seg"]
+    crop = {name: 64 if toy else config[name]["crop_size"] for name in ("cls", "aff", "seg")}
+    batch = {name: 2 if toy else config[name]["batch_size"] for name in ("cls", "aff", "seg")}
+    if toy:  # a grid of 7 needs at least 7 pixels per cell side at the encoder's stride
+        cls = cls.model_copy(update={"ldm": cls.ldm.model_copy(update={"grid": 2})})
+    variant = cls.variant()
+    classifier = Classifier(cls.backbone, 20, False, cls.output_stride, **variant)
+    affinity = AffinityNet(
+        aff["backbone"], False, aff["output_stride"], aff["feature_stride"], aff["radius"]
+    )
+    segmenter = Segmenter(seg["backbone"], 21, False, seg["output_stride"])
+
+    def images(name: str) -> torch.Tensor:
+        return torch.randn(batch[name], 3, crop[name], crop[name])
+
+    def masks(name: str) -> torch.Tensor:
+        labels = torch.randint(0, 21, (batch[name], 1, crop[name] // 16, crop[name] // 16))
+        labels = F.interpolate(labels.float(), size=(crop[name],) * 2, mode="nearest")
+        return labels[:, 0].long()
+
+    def cls_loss(model, b):
+        return F.multilabel_soft_margin_loss(
+            model(b["image"], seeds=b["seed"]).float(), b["target"]
+        )
+
+    def aff_loss(model, b):
+        out = model(b["image"])
+        return affinity_loss(out, training_pairs(aff["radius"], out, b["mask"]))["total"]
+
+    def seg_loss(model, b):
+        return F.cross_entropy(model(b["image"]).float(), b["mask"], ignore_index=255)
+
+    return {
+        "classifier (LDM + MDC)": (
+            classifier,
+            cls_loss,
+            lambda: {
+                "image": images("cls"),
+                "target": (torch.rand(batch["cls"], 20) > 0.8).float(),
+                "seed": torch.arange(batch["cls"]),
+            },
+            batch["cls"],
+            cls.epochs,
+        ),
+        "AffinityNet": (
+            affinity,
+            aff_loss,
+            lambda: {"image": images("aff"), "mask": masks("aff")},
+            batch["aff"],
+            aff["epochs"],
+        ),
+        "segmenter": (
+            segmenter,
+            seg_loss,
+            lambda: {"image": images("seg"), "mask": masks("seg")},
+            batch["seg"],
+            seg["epochs"],
+        ),
+    }
+
+
+def training_probe(model, loss_fn, make_batch, precision: Precision, repeats: int) -> dict:
+    """Seconds per step and peak GiB of one optimiser step at ``precision``."""
+    device = precision.device
+    model = precision.place(model.train())
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    batch = {k: v.to(device) for k, v in make_batch().items()}
+    if precision.channels_last:
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    scaler = precision.scaler()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            loss = loss_fn(model, batch)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    peak = _peak(device, step)
+    return {"seconds_per_step": _timed(step, device, repeats), "peak_gib": peak}
+
+
+@torch.no_grad()
+def inference_probe(config: dict, nets: dict, precision: Precision, toy: bool, repeats: int):
+    """Per image of VOC's size: CAM, walk and evaluation on the device; the CPU work beside."""
+    device = precision.device
+    height, width = (75, 100) if toy else VOC_IMAGE
+    image = torch.randn(3, height, width, device=device)
+    classifier = precision.place(nets["classifier (LDM + MDC)"][0].eval())
+    affinity = precision.place(nets["AffinityNet"][0].eval())
+    segmenter = precision.place(nets["segmenter"][0].eval())
+    cam_cfg, prop, ev = config["cam"], config["propagate"], config["evaluate"]
+    exp_times = 2 if toy else prop["exp_times"]
+    holder = {}
+
+    def cam() -> None:
+        with precision.autocast():
+            holder["cam"] = multiscale_cams(
+                classifier, image[None], [[3, 7]], cam_cfg["scales"], cam_cfg["flip"]
+            )[0]
+
+    def walk() -> None:
+        with precision.autocast():
+            aff = affinity(image[None])[0].float()
+        holder["walked"] = propagate_cam(
+            holder["cam"].float(), aff, affinity.radius, prop["beta"], exp_times,
+            affinity.feature_stride, prop["normalize"],
+        )  # fmt: skip
+
+    def evaluate() -> None:
+        with precision.autocast():
+            segment(segmenter, image, ev["scales"], ev["flip"]).argmax(0).cpu()
+
+    timings = {name: _timed(fn, device, repeats) for name, fn in [("CAM", cam), ("walk", walk)]}
+    timings["evaluation"] = _timed(evaluate, device, repeats)
+    cam_np = holder["cam"].float().cpu().numpy()
+    gt = np.random.default_rng(0).integers(0, 21, (height, width))
+    sweep = ThresholdSweep(21, candidates())
+    timings["CPU: threshold sweep"] = _timed(
+        lambda: sweep.update(gt, cam_np, np.array([3, 7])), torch.device("cpu"), repeats
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        timings["CPU: CAM file"] = _timed(
+            lambda: save_cam(Path(folder) / "a.npz", [3, 7], cam_np), torch.device("cpu"), repeats
+        )
+    return {f"{name} seconds per image": value for name, value in timings.items()}
+
+
+def probes(config: dict, device: torch.device, toy: bool, log) -> dict:
+    results = {}
+    repeats = 2 if toy else 5
+    for amp in AMPS:
+        precision = resolve_precision(amp, device)
+        nets = networks(config, toy)
+        for name, (model, loss_fn, make_batch, batch, epochs) in nets.items():
+            probe = training_probe(model, loss_fn, make_batch, precision, repeats)
+            steps = epochs * (TRAIN_AUG // batch)
+            probe["hours_for_the_configuration"] = probe["seconds_per_step"] * steps / 3600
+            results[f"{name}, amp {amp}"] = probe
+            log(f"{name}, amp {amp}: {json.dumps(probe)}")
+        per_image = inference_probe(config, nets, precision, toy, repeats)
+        results[f"inference, amp {amp}"] = per_image
+        log(f"inference, amp {amp}: {json.dumps(per_image)}")
+    return results
+
+
+STAGE = re.compile(r"Running stage '(\w+)'")
+
+
+def timed_repro(repo: Path, env: dict) -> dict[str, float]:
+    """``dvc repro`` in ``repo``; each stage's seconds, from DVC's announcement of it to the
+    next (or to the end). Stops with DVC's output if it fails."""
+    process = subprocess.Popen(
+        ["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    stages, current, since, output = {}, None, time.perf_counter(), []
+    for line in process.stdout:
+        output.append(line)
+        match = STAGE.search(line)
+        if match:
+            now = time.perf_counter()
+            if current:
+                stages[current] = now - since
+            current, since = match[1], now
+    if process.wait() != 0:
+        raise RuntimeError("dvc repro failed:\n" + "".join(output[-40:]))
+    if current:
+        stages[current] = time.perf_counter() - since
+    return stages
+
+
+def pipeline(device: torch.device, amp: str, log) -> dict:
+    """The configuration through ``dvc repro`` on VOC-shaped data (the suite's end-to-end run,
+    on ``device`` at ``amp``), every stage's wall time."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from http_server import LocalServer, Served
+    from pipeline.test_e2e_voc import voc_overrides
+    from pipeline_repo import prepare_repo
+    from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
+
+    archives = voc_shaped_archives(VOC_SIZES_HALF)
+    with tempfile.TemporaryDirectory() as work:
+        repo = Path(work)
+        served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
+        with LocalServer(served) as url:
+            overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
+            overrides |= {"gallery.ids": archives.voc_train, "device": str(device), "amp": amp}
+            stages = timed_repro(repo, prepare_repo(repo, overrides, base=CONFIG))
+    log(f"pipeline on {device}, amp {amp}: {json.dumps(stages)}")
+    return stages
+
+
+def main(
+    out: Annotated[Path, typer.Option(help="Folder for summary.json and log.txt.")],
+    device: Annotated[
+        str, typer.Option(help="auto (cuda when present), cpu, cuda, cuda:N")
+    ] = "auto",
+    toy: Annotated[bool, typer.Option(help="Toy sizes, for a CPU test of this script.")] = False,
+    skip_pipeline: Annotated[bool, typer.Option(help="Only the probes.")] = False,
+) -> None:
+    torch.manual_seed(0)
+    chosen = resolve_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = io.StringIO()
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        lines.write(line + "\n")
+
+    config = yaml.safe_load(CONFIG.read_text())
+    name = torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else "cpu"
+    summary = {"device": name, "torch": torch.__version__, "toy": toy}
+    summary["probes"] = probes(config, chosen, toy, log)
+    if not skip_pipeline:
+        summary["pipeline"] = {amp: pipeline(chosen, amp, log) for amp in AMPS}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "log.txt").write_text(lines.getvalue())
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,52 @@
+"""benchmarks/gpu_check.py at toy size on the CPU, so that the GPU check cannot rot unseen."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_check
+
+
+@pytest.mark.e2e
+def test_the_probes_run_every_network_and_inference_step_at_toy_size(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--toy", "--skip-pipeline",
+         "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["toy"] and summary["device"] == "cpu"
+    for amp in gpu_check.AMPS:
+        for network in ("classifier (LDM + MDC)", "AffinityNet", "segmenter"):
+            probe = summary["probes"][f"{network}, amp {amp}"]
+            assert probe["seconds_per_step"] > 0 and probe["hours_for_the_configuration"] > 0
+        inference = summary["probes"][f"inference, amp {amp}"]
+        assert set(inference) == {
+            f"{name} seconds per image"
+            for name in ("CAM", "walk", "evaluation", "CPU: threshold sweep", "CPU: CAM file")
+        }
+    assert "AffinityNet, amp bf16" in (tmp_path / "log.txt").read_text()
+
+
+def test_stage_times_are_read_from_dvc_repro(tmp_path):
+    """Each stage's time runs from DVC's announcement of it to the next one's."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1"}
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=tmp_path, env=env, check=True)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  first:\n    cmd: sleep 0.3 && echo a > a.txt\n    outs: [a.txt]\n"
+        "  second:\n    cmd: cat a.txt > b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n"
+    )
+    stages = gpu_check.timed_repro(tmp_path, env)
+    assert list(stages) == ["first", "second"] and stages["first"] >= 0.3
+    (tmp_path / "dvc.yaml").write_text("stages:\n  broken:\n    cmd: exit 3\n")
+    with pytest.raises(RuntimeError, match="dvc repro failed"):
+        gpu_check.timed_repro(tmp_path, env)
