@@ -17,6 +17,9 @@ standard deviation over seeds; for the destruction study followed by the per-see
 differences against the baseline, also in `<out>_paired.csv`) and `<out>_runs.csv` (one row
 per experiment); `<out>` is
 `data/ablation` for the destruction study and `data/refine_methods` for the refinement one.
+With `--keep`, the runs already in `<out>_runs.csv` that `dvc exp show` does not list (the
+experiments of another clone or machine: git refs do not travel with the repository) stay in
+the tables, so a study can grow over several sessions.
 
 On the synthetic data, `profile` adds where each experiment's CAM is strong (part, body,
 background: :mod:`destseg.cam.profile`), read from the experiment's commit and DVC's cache, into
@@ -175,10 +178,14 @@ def _metric(row: dict, file: str, key: str) -> float:
 
 
 def finished(
-    rows: list[dict], study: str = "destruction", seeds: list[int] | None = None
+    rows: list[dict],
+    study: str = "destruction",
+    seeds: list[int] | None = None,
+    required: bool = True,
 ) -> list[tuple[dict, str, int]]:
     """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows
-    (of ``seeds`` only, if given), in the study's variant order, then by seed."""
+    (of ``seeds`` only, if given), in the study's variant order, then by seed; none found is an
+    error when ``required``."""
     spec = STUDIES[study]
     variants = list(spec.variants)
     found = []
@@ -192,23 +199,54 @@ def finished(
         if seeds is not None and int(match["seed"]) not in seeds:
             continue
         found.append((row, match["variant"], int(match["seed"])))
-    if not found:
+    if not found and required:
         raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
     return sorted(found, key=lambda item: (variants.index(item[1]), item[2]))
 
 
 def runs(
-    rows: list[dict], study: str = "destruction", seeds: list[int] | None = None
+    rows: list[dict],
+    study: str = "destruction",
+    seeds: list[int] | None = None,
+    required: bool = True,
 ) -> pd.DataFrame:
     """One row per finished experiment of ``study`` (variant, seed, metrics) from
     `dvc exp show`, of ``seeds`` only if given."""
     metrics = STUDIES[study].metrics
     records = []
-    for row, variant, seed in finished(rows, study, seeds):
+    for row, variant, seed in finished(rows, study, seeds, required):
         record = {"variant": variant, "seed": seed}
         record |= {column: _metric(row, file, key) for column, file, key in metrics}
         records.append(record)
     return pd.DataFrame(records)
+
+
+def with_recorded(
+    frame: pd.DataFrame, record: Path, study: str, seeds: list[int] | None = None
+) -> pd.DataFrame:
+    """``frame`` plus the rows of the runs file ``record`` (an earlier output of this script)
+    whose variant and seed ``frame`` lacks, in the study's variant order, then by seed.
+
+    Experiments live in git refs that a fresh clone or another machine does not have; the runs
+    file in git is the record of what they measured, so a study can grow over several
+    sessions. A run present in both comes from ``frame`` (the experiment itself)."""
+    if not record.is_file():
+        return frame
+    recorded = pd.read_csv(record)
+    if seeds is not None:
+        recorded = recorded[recorded["seed"].isin(seeds)]
+    new = set(zip(frame.get("variant", []), frame.get("seed", []), strict=True))
+    kept = recorded[
+        [(v, s) not in new for v, s in zip(recorded["variant"], recorded["seed"], strict=True)]
+    ]
+    merged = pd.concat([frame, kept], ignore_index=True)
+    if merged.empty:
+        raise ValueError(f"no experiment of the {study} study found, and none in {record}")
+    order = list(STUDIES[study].variants)
+    rank = merged["variant"].map(order.index)
+    return merged.iloc[np.lexsort((merged["seed"].to_numpy(), rank.to_numpy()))].reset_index(
+        drop=True
+    )
 
 
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -286,6 +324,13 @@ SeedsOption = Annotated[
         "every variant has finished.",
     ),
 ]
+KeepOption = Annotated[
+    bool,
+    typer.Option(
+        help="Keep the runs already in the output's runs file that `dvc exp show` does not "
+        "list (experiments of another clone or machine); a run in both is read again."
+    ),
+]
 RevOption = Annotated[
     list[str] | None,
     typer.Option(help="A commit the experiments were queued from (HEAD); repeat for several."),
@@ -321,13 +366,16 @@ def collect(
     out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
     rev: RevOption = None,
     seeds: SeedsOption = None,
+    keep: KeepOption = False,
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
     import dvc.api
 
     out = out or STUDIES[_check(study)].out
-    frame = runs(dvc.api.exp_show(revs=rev), study, seeds)
+    frame = runs(dvc.api.exp_show(revs=rev), study, seeds, required=not keep)
+    if keep:
+        frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
@@ -393,6 +441,7 @@ def profile(
     rev: RevOption = None,
     seeds: SeedsOption = None,
     study: StudyOption = "destruction",
+    keep: KeepOption = False,
 ):
     """Where the CAM of each finished experiment of the study is strong (synthetic
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
@@ -403,9 +452,13 @@ def profile(
     out = out or spec.out.with_name(f"{spec.out.name}_profile")
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
-        for row, variant, seed in finished(dvc.api.exp_show(revs=rev), _check(study), seeds)
+        for row, variant, seed in finished(
+            dvc.api.exp_show(revs=rev), _check(study), seeds, required=not keep
+        )
     ]
     frame = pd.DataFrame(records)
+    if keep:
+        frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
@@ -479,6 +532,7 @@ def branches(
     rev: RevOption = None,
     seeds: SeedsOption = None,
     study: StudyOption = "destruction",
+    keep: KeepOption = False,
 ):
     """What each branch of each finished experiment's classifier learned (synthetic data
     only): its own val mAP on intact and region-confused images, its own training loss per
@@ -490,13 +544,16 @@ def branches(
     spec = STUDIES[_check(study)]
     out = out or spec.out.with_name(f"{spec.out.name}_branches")
     maps, losses = [], []
-    for row, variant, seed in finished(dvc.api.exp_show(revs=rev), study, seeds):
+    for row, variant, seed in finished(dvc.api.exp_show(revs=rev), study, seeds, not keep):
         run_maps, run_losses, probe = experiment_branches(row["rev"])
         tag = {"variant": variant, "seed": seed}
         maps += [{**tag, **m, "body probe accuracy": probe} for m in run_maps]
         losses += [{**tag, **loss} for loss in run_losses]
         print(f"{variant} seed {seed}: done")
     maps, losses = pd.DataFrame(maps), pd.DataFrame(losses)
+    if keep:
+        maps = with_recorded(maps, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+        losses = with_recorded(losses, out.with_name(f"{out.name}_losses.csv"), study, seeds)
     out.parent.mkdir(parents=True, exist_ok=True)
     maps.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     losses.to_csv(out.with_name(f"{out.name}_losses.csv"), index=False, float_format="%.6f")

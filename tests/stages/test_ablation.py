@@ -168,3 +168,32 @@ def test_the_branch_tables_average_per_variant_and_branch():
     assert "| ldm-mdc   |       2 | 0.800 ± 0.141" in markdown  # the probe once per run
     assert "own loss, epoch 1" in markdown and "own loss, epoch 3" in markdown
     assert "1.000 ± 0.707" in markdown  # epoch 1: 0.5 and 1.5
+
+
+def test_recorded_runs_fill_in_what_dvc_exp_show_lacks(tmp_path):
+    """Runs of an earlier session stay (in variant order, then seed); a run both lists is taken
+    from the experiment; a seed filter applies to the record too."""
+    record = tmp_path / "study_runs.csv"
+    pd.DataFrame(
+        [
+            {"variant": "ldm-mdc", "seed": 0, "CAM mIoU": 0.40},
+            {"variant": "baseline", "seed": 1, "CAM mIoU": 0.51},
+            {"variant": "baseline", "seed": 0, "CAM mIoU": 0.50},
+            {"variant": "baseline", "seed": 7, "CAM mIoU": 0.99},
+        ]
+    ).to_csv(record, index=False)
+    new = ablation.runs([_row("ldm-seed0", 0.45, 0.5), _row("baseline-seed1", 0.55, 0.6)])
+    merged = ablation.with_recorded(new, record, "destruction", seeds=[0, 1])
+    assert list(zip(merged["variant"], merged["seed"], strict=True)) == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("ldm", 0),
+        ("ldm-mdc", 0),
+    ]
+    assert merged["CAM mIoU"].tolist() == [0.50, 0.55, 0.45, 0.40]
+    assert ablation.with_recorded(new, tmp_path / "absent.csv", "destruction") is new
+    # nothing new: the record alone; nothing anywhere: an error
+    empty = ablation.runs([], "destruction", required=False)
+    assert len(ablation.with_recorded(empty, record, "destruction")) == 4
+    with pytest.raises(ValueError, match="none in"):
+        ablation.with_recorded(empty, record, "destruction", seeds=[5])
