@@ -2,6 +2,7 @@
 
 - ``synthetic``: render the embedded dataset (runs anywhere, no download);
 - ``voc2012``: download (or reuse) PASCAL VOC 2012 and SBD, build train_aug, train and val;
+- ``coco2014``: download (or reuse) MS COCO 2014, draw the semantic masks, build train and val;
 - ``folder``: validate a VOC-layout folder of the user's and copy it in.
 """
 
@@ -33,6 +34,23 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
         if not data.folder.root:
             raise StageError("params: data.folder.root: set it to the dataset folder")
         return import_folder(Path(data.folder.root), data.folder.classes, out)
+    if data.source == "coco2014":
+        from destseg.dataset.sources import coco2014  # pycocotools loads only for this source
+
+        c = data.coco2014
+        archives = {
+            "train": Archive(c.train_url, coco2014.TRAIN_ARCHIVE.filename, c.train_md5),
+            "val": Archive(c.val_url, coco2014.VAL_ARCHIVE.filename, c.val_md5),
+            "annotations": Archive(
+                c.annotations_url, coco2014.ANNOTATIONS_ARCHIVE.filename, c.annotations_md5
+            ),
+        }
+        official = [a.md5 for a in archives.values()] == [
+            coco2014.TRAIN_ARCHIVE.md5,
+            coco2014.VAL_ARCHIVE.md5,
+            coco2014.ANNOTATIONS_ARCHIVE.md5,
+        ]
+        return coco2014.build(archives, Path(c.download_dir), out, official)
     from destseg.dataset.sources import voc2012  # torchvision and scipy load only for this source
 
     v = data.voc2012

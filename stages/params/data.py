@@ -54,6 +54,18 @@ class Voc2012Params(Section):
     sbd_md5: Md5
 
 
+class Coco2014Params(Section):
+    """Where the three MS COCO 2014 archives come from (a mirror keeps the official MD5)."""
+
+    download_dir: str
+    train_url: Url
+    train_md5: Md5
+    val_url: Url
+    val_md5: Md5
+    annotations_url: Url
+    annotations_md5: Md5
+
+
 class FolderParams(Section):
     """A VOC-layout folder the user brings, and its class names (background first)."""
 
@@ -62,8 +74,9 @@ class FolderParams(Section):
 
 
 class DataParams(Section):
-    source: Literal["synthetic", "voc2012", "folder"]
+    source: Literal["synthetic", "voc2012", "coco2014", "folder"]
     seed: Seed
     synthetic: SyntheticParams
     voc2012: Voc2012Params
+    coco2014: Coco2014Params
     folder: FolderParams

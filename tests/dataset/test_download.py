@@ -2,7 +2,9 @@
 
 import hashlib
 import io
+import stat
 import tarfile
+import zipfile
 
 import pytest
 from http_server import LocalServer, Served
@@ -143,3 +145,52 @@ def test_extract_reports_a_file_that_is_not_a_tar(tmp_path):
     path.write_bytes(b"not a tar")
     with pytest.raises(DownloadError, match="not a readable tar archive"):
         extract(path, tmp_path / "out")
+
+
+def _zip(tmp_path, members: dict[str, bytes], links: dict[str, str] | None = None):
+    """A zip archive; a link is a member whose mode bits say symlink (as `zip -y` stores it)."""
+    path = tmp_path / "archive.zip"
+    with zipfile.ZipFile(path, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(zipfile.ZipInfo(name), data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            bundle.writestr(info, target)
+    return path
+
+
+def test_extract_reads_zip_archives_too(tmp_path):
+    archive = _zip(tmp_path, {"train2014/a.jpg": b"1", "train2014/b.jpg": b"2", "x.txt": b"3"})
+    names = extract(archive, tmp_path / "out", lambda name: name == "train2014/b.jpg")
+    assert names == ["train2014/b.jpg"]
+    assert (tmp_path / "out/train2014/b.jpg").read_bytes() == b"2"
+    assert not (tmp_path / "out/train2014/a.jpg").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("members", "links"),
+    [
+        ({"ok.txt": b"1", "../evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "a/../../evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "/tmp/evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "..\\evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1", "C:/evil.txt": b"2"}, {}),
+        ({"ok.txt": b"1"}, {"link": "/etc/passwd"}),
+    ],
+)
+def test_extract_refuses_zip_members_that_leave_the_folder_or_link(tmp_path, members, links):
+    archive = _zip(tmp_path, members, links)
+    with pytest.raises(UnsafeArchiveError, match=r"archive\.zip"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+@pytest.mark.bad_input
+def test_extract_reports_a_damaged_zip(tmp_path):
+    archive = _zip(tmp_path, {"a.txt": b"x" * 1000})
+    data = archive.read_bytes()
+    archive.write_bytes(data[:30] + b"\0" * 40 + data[70:])  # the member's bytes overwritten
+    with pytest.raises(DownloadError, match=r"archive\.zip: not a readable zip"):
+        extract(archive, tmp_path / "out")

@@ -4,16 +4,19 @@ torchvision's ``download_url`` knows the official URLs and MD5 sums (we read the
 dataset classes) but always restarts a download from byte 0 and extracts any member path as
 given. A 2 GB VOC archive over a flaky link needs HTTP range requests, and an archive from a
 mirror must not write outside its folder, so those two parts are written here; the MD5 is
-torchvision's ``calculate_md5``.
+torchvision's ``calculate_md5``. Tar archives (VOC, SBD) and zip archives (COCO) pass the same
+member checks before anything is written.
 """
 
 from __future__ import annotations
 
 import http.client
 import shutil
+import stat
 import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -124,15 +127,42 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         raise UnsafeArchiveError(f"{archive}: member {member.name!r} is a device or a FIFO")
 
 
+def _check_zip_member(member: zipfile.ZipInfo, archive: Path) -> None:
+    """A zip member names its path with either separator, and a Unix link only in its mode
+    bits: both are checked as a tar member's are."""
+    name = member.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {member.filename!r} would extract outside")
+    if stat.S_ISLNK(member.external_attr >> 16):
+        raise UnsafeArchiveError(f"{archive}: member {member.filename!r} is a link")
+
+
+def _extract_zip(archive: Path, dest: Path, keep: Callable[[str], bool]) -> list[str]:
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            for member in members:
+                _check_zip_member(member, archive)
+            chosen = [m for m in members if keep(m.filename)]
+            bundle.extractall(dest, members=chosen)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
+        raise DownloadError(f"{archive}: not a readable zip archive ({err})") from None
+    return [m.filename for m in chosen]
+
+
 def extract(
     archive: Path, dest: Path, keep: Callable[[str], bool] = lambda name: True
 ) -> list[str]:
-    """Extract the members of a tar archive (any compression) whose name ``keep`` accepts.
+    """Extract the members of a tar archive (any compression) or a zip archive whose name
+    ``keep`` accepts.
 
     Every member is checked before anything is written: an absolute path, a ``..`` component,
-    a link pointing outside, or a device file rejects the whole archive. Returns the names
-    extracted.
+    a link pointing outside (any link, in a zip), or a device file rejects the whole archive.
+    Returns the names extracted.
     """
+    if zipfile.is_zipfile(archive):
+        return _extract_zip(archive, dest, keep)
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()

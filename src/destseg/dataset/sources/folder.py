@@ -168,15 +168,22 @@ def scan(
 
 
 def import_folder(
-    root: Path, classes: list[str], out: VOCLayout, move: bool = False
+    root: Path,
+    classes: list[str],
+    out: VOCLayout,
+    move: bool = False,
+    labels: dict[str, list[int]] | None = None,
 ) -> dict[str, int]:
     """Validate ``root`` and write it into ``out``; return the size of every list.
 
     Files are copied, so that nothing done to the user's folder later can change a dataset DVC
     has cached; ``move`` is for a scratch folder built by a download (no second copy of VOC).
+    ``labels``: image-level labels a source knows better than its masks tell (COCO's
+    annotations, which name an instance even where smaller ones cover all its pixels).
     """
     place = shutil.move if move else shutil.copyfile
-    lists, labels = scan(root, classes)
+    lists, found = scan(root, classes)
+    labels = found if labels is None else {image_id: labels[image_id] for image_id in found}
     source = VOCLayout(root)
     for sub in ("JPEGImages", "SegmentationClass"):
         (out.root / sub).mkdir(parents=True, exist_ok=True)
