@@ -5,7 +5,7 @@ VOC-layout archives served on 127.0.0.1, six images of VOC's sizes (4 in train_a
 21 classes; only the sizes,
 ``pretrained`` and the freezing that needs pretrained weights overridden), one stage at a time,
 and records each stage's wall time, images processed and peak resident memory (the stage's
-process or its largest worker), next to the FLOPs per image that benchmarks/voc_flops.py
+process or its largest worker), next to the FLOPs per image that benchmarks/flops.py
 counts for the network stages. Prints a markdown table.
 
     python benchmarks/voc_cost.py [--epochs 1]

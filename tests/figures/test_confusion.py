@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from destseg.figures.confusion import (
+    CELL,
     EMPTY_ROW,
     cell_box,
     confusion_figure,
@@ -51,3 +52,15 @@ def test_the_figure_is_written_as_a_png(tmp_path):
         _, _, right, bottom = cell_box(2, 2, CLASSES)
         assert image.width > right and image.height > bottom
     assert [p.name for p in tmp_path.iterdir()] == ["confusion.png"]
+
+
+def test_coco_s_81_classes_keep_their_cells_and_names_inside_the_figure():
+    """81 x 81 cells of CELL pixels (room for "100"), each row named, the last cell inside."""
+    classes = ["background"] + [f"class number {i}" for i in range(1, 81)]
+    canvas = confusion_figure(np.eye(81) * 10 + 1, classes)
+    left, top, right, bottom = cell_box(80, 80, classes)
+    assert (right - left + 1, bottom - top + 1) == (CELL, CELL)
+    assert right < canvas.width and bottom < canvas.height
+    assert canvas.width == cell_box(0, 0, classes)[0] + 81 * CELL + 4
+    pixels = np.asarray(canvas)
+    assert (pixels[top + 2, left + 2] != 255).any()  # the diagonal cell is shaded

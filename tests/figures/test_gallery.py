@@ -61,6 +61,22 @@ def test_a_figure_is_one_row_of_titled_panels_above_a_legend():
     ]
 
 
+def test_a_long_legend_wraps_into_rows_inside_the_figure():
+    """COCO: a dozen classes with long names under two 64-pixel panels."""
+    from destseg.figures.gallery import LEGEND_ROW, legend_rows
+
+    legend = [("background", 0)] + [(f"baseball glove {i}", i) for i in range(1, 13)]
+    panels = [("image", np.zeros((64, 64, 3), np.uint8))] * 2
+    rows = legend_rows(legend, 128)
+    assert len(rows) == 13  # each long name alone in its row: 13 + 6 * 16 = 109 pixels
+    assert [entry[1:] for row in rows for entry in row] == legend  # in order, none lost
+    for row in rows:
+        assert row[-1][0] + 13 + 6 * len(row[-1][1]) <= 126  # inside the figure
+    canvas = figure(panels, legend, size=64)
+    assert canvas.size == (128, TITLE_HEIGHT + 64 + 13 * LEGEND_ROW + 4)
+    assert len(legend_rows([("cat", 1), ("dog", 2)], 128)) == 1  # short ones share a row
+
+
 def _params(**changes):
     return GalleryParams(**{"images": 3, "seed": 0, "ids": [], "size": 64, **changes})
 

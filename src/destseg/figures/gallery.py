@@ -57,28 +57,49 @@ def _tile(array: np.ndarray, size: int) -> Image.Image:
     )
 
 
+LEGEND_ROW = 14  # pixels per legend row
+CHAR_WIDTH = 6  # PIL's default bitmap font
+
+
+def legend_rows(legend: Sequence[tuple[str, int]], width: int) -> list[list[tuple[int, str, int]]]:
+    """The legend entries as rows of (x, name, label) that fit in ``width`` pixels: COCO's
+    images can hold a dozen classes with long names, more than one row of four panels holds."""
+    rows: list[list[tuple[int, str, int]]] = [[]]
+    x = 2
+    for name, label in legend:
+        entry = 13 + CHAR_WIDTH * len(name)
+        if rows[-1] and x + entry > width - 2:
+            rows.append([])
+            x = 2
+        rows[-1].append((x, name, label))
+        x += entry + 10
+    return rows
+
+
 def figure(
     panels: Sequence[tuple[str, np.ndarray]],
     legend: Sequence[tuple[str, int]],
     size: int,
 ) -> Image.Image:
     """One row of titled tiles (``panels``: title, RGB array), each with its longer side
-    ``size``, above a legend of (class name, label) swatches in the palette's colours."""
+    ``size``, above a legend of (class name, label) swatches in the palette's colours, in as
+    many rows as the width needs."""
     tiles = [(title, _tile(array, size)) for title, array in panels]
     height = max(tile.height for _, tile in tiles)
     width = sum(tile.width for _, tile in tiles)
-    canvas = Image.new("RGB", (width, TITLE_HEIGHT + height + TITLE_HEIGHT + 4), "white")
+    rows = legend_rows(legend, width)
+    canvas = Image.new("RGB", (width, TITLE_HEIGHT + height + LEGEND_ROW * len(rows) + 4), "white")
     draw = ImageDraw.Draw(canvas)
     x = 0
     for title, tile in tiles:
-        draw.text((x + 2, 1), title[: tile.width // 6], fill="black")
+        draw.text((x + 2, 1), title[: tile.width // CHAR_WIDTH], fill="black")
         canvas.paste(tile, (x, TITLE_HEIGHT))
         x += tile.width
-    x, y = 2, TITLE_HEIGHT + height + 3
-    for name, label in legend:
-        draw.rectangle((x, y, x + 10, y + 10), fill=tuple(int(c) for c in PALETTE[label]))
-        draw.text((x + 13, y), name, fill="black")
-        x += 13 + 6 * len(name) + 10
+    for row, entries in enumerate(rows):
+        y = TITLE_HEIGHT + height + 3 + LEGEND_ROW * row
+        for x, name, label in entries:
+            draw.rectangle((x, y, x + 10, y + 10), fill=tuple(int(c) for c in PALETTE[label]))
+            draw.text((x + 13, y), name, fill="black")
     return canvas
 
 

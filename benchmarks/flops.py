@@ -1,17 +1,20 @@
-"""Estimate: the compute of each network stage of configs/voc2012.yaml, and its time on a GPU.
+"""Estimate: the compute of each network stage of a real-data configuration (configs/voc2012.yaml
+or configs/coco2014.yaml), and its time on a GPU.
 
 No GPU has been lent to this project yet, so the VOC timings of docs/gpus.md are estimates from
 counted FLOPs (``torch.utils.flop_counter``, multiply-add = 2 FLOPs) divided by an assumed
 sustained throughput (``--tflops``, default 20 TFLOP/s: a guess for plain fp32/TF32 PyTorch
 ResNet-50 training on one H100, well below its peak; replace it with a measured one).
-Image sizes: the configured training crops; a typical 500 x 375 VOC image for inference.
+Image sizes: the configured training crops; a typical image for inference (VOC 500 x 375, COCO
+640 x 480, its most common size; COCO's mean is about 578 x 484, so its rows are a little high).
 
-    python benchmarks/voc_flops.py [--config configs/voc2012.yaml] [--tflops 20]
+    python benchmarks/flops.py [--dataset voc2012|coco2014] [--tflops 20]
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +31,23 @@ from destseg.models.classifier import Classifier
 from destseg.models.freezing import freeze_backbone
 from destseg.models.segmenter import Segmenter
 
-TRAIN_AUG, VOC_VAL = 10_582, 1_449
-VOC_IMAGE = (375, 500)
+
+@dataclass(frozen=True)
+class Dataset:
+    """What the estimate needs of a dataset: its configuration, list sizes, a typical image
+    (height, width) and its number of foreground classes."""
+
+    config: Path
+    train: int
+    val: int
+    image: tuple[int, int]
+    classes: int
+
+
+DATASETS = {
+    "voc2012": Dataset(Path("configs/voc2012.yaml"), 10_582, 1_449, (375, 500), 20),
+    "coco2014": Dataset(Path("configs/coco2014.yaml"), 82_081, 40_137, (480, 640), 80),
+}
 
 
 def flops(run) -> float:
@@ -48,20 +66,23 @@ def train_flops(model: torch.nn.Module, crop: int, section: dict) -> float:
 
 
 @torch.no_grad()
-def infer_flops(run, scales: list[float], flip: bool) -> float:
-    """FLOPs of one VOC-size image over ``scales`` (and flips)."""
+def infer_flops(run, image: tuple[int, int], scales: list[float], flip: bool) -> float:
+    """FLOPs of one ``image``-size image over ``scales`` (and flips)."""
     total = 0.0
     for scale in scales:
-        size = [round(side * scale) for side in VOC_IMAGE]
+        size = [round(side * scale) for side in image]
         total += flops(lambda size=size: run(torch.randn(1, 3, *size)))
     return total * (2 if flip else 1)
 
 
 def main(
-    config: Annotated[Path, typer.Option()] = Path("configs/voc2012.yaml"),
+    dataset: Annotated[str, typer.Option(help="voc2012 or coco2014.")] = "voc2012",
     tflops: Annotated[float, typer.Option(help="Assumed sustained TFLOP/s.")] = 20.0,
 ) -> None:
-    p = yaml.safe_load(config.read_text())
+    if dataset not in DATASETS:
+        raise typer.BadParameter(f"{dataset!r}: choose one of {', '.join(DATASETS)}")
+    d = DATASETS[dataset]
+    p = yaml.safe_load(d.config.read_text())
     cls, seg, aff = p["cls"], p["seg"], p["aff"]
     variant = {
         "ldm": {k: v for k, v in cls["ldm"].items() if k != "enabled"}
@@ -71,9 +92,9 @@ def main(
         if cls["mdc"]["enabled"]
         else None,
     }
-    classifier = Classifier(cls["backbone"], 20, False, cls["output_stride"], **variant)
-    plain = Classifier(cls["backbone"], 20, False, cls["output_stride"])
-    segmenter = Segmenter(seg["backbone"], 21, False, seg["output_stride"])
+    classifier = Classifier(cls["backbone"], d.classes, False, cls["output_stride"], **variant)
+    plain = Classifier(cls["backbone"], d.classes, False, cls["output_stride"])
+    segmenter = Segmenter(seg["backbone"], d.classes + 1, False, seg["output_stride"])
     affinity = AffinityNet(
         aff["backbone"], False, aff["output_stride"], aff["feature_stride"], aff["radius"]
     )
@@ -82,25 +103,25 @@ def main(
         (
             "train_cls (as configured)",
             train_flops(classifier, cls["crop_size"], cls),
-            TRAIN_AUG * cls["epochs"],
+            d.train * cls["epochs"],
         ),
         (
             "train_cls (plain CAM classifier)",
             train_flops(plain, cls["crop_size"], cls),
-            TRAIN_AUG * cls["epochs"],
+            d.train * cls["epochs"],
         ),
         (
             "make_cam",
-            infer_flops(classifier.eval().cam, p["cam"]["scales"], p["cam"]["flip"]),
-            TRAIN_AUG,
+            infer_flops(classifier.eval().cam, d.image, p["cam"]["scales"], p["cam"]["flip"]),
+            d.train,
         ),
-        ("train_aff", train_flops(affinity, aff["crop_size"], aff), TRAIN_AUG * aff["epochs"]),
-        ("propagate (network only)", infer_flops(affinity.eval(), [1.0], False), TRAIN_AUG),
-        ("train_seg", train_flops(segmenter, seg["crop_size"], seg), TRAIN_AUG * seg["epochs"]),
+        ("train_aff", train_flops(affinity, aff["crop_size"], aff), d.train * aff["epochs"]),
+        ("propagate (network only)", infer_flops(affinity.eval(), d.image, [1.0], False), d.train),
+        ("train_seg", train_flops(segmenter, seg["crop_size"], seg), d.train * seg["epochs"]),
         (
             "evaluate",
-            infer_flops(segmenter.eval(), p["evaluate"]["scales"], p["evaluate"]["flip"]),
-            VOC_VAL,
+            infer_flops(segmenter.eval(), d.image, p["evaluate"]["scales"], p["evaluate"]["flip"]),
+            d.val,
         ),
     ]
     table = pd.DataFrame(rows, columns=["stage", "GFLOP per image", "images"])
