@@ -1,4 +1,5 @@
-"""configs/voc2012.yaml: the paper's configuration is a valid params file for every stage."""
+"""configs/voc2012.yaml and configs/coco2014.yaml: valid params files for every stage, with the
+keys of params.yaml and the settings their comments trace."""
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from stages.params.seg import SegParams
 from stages.params.splits import SplitParams
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
+COCO = ROOT / "configs" / "coco2014.yaml"
 # Every section of params.yaml and its schema (besides the top-level RunParams keys), each in
 # its own module of stages/params/
 SECTIONS = {
@@ -49,7 +51,7 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("path", [CONFIG, PARAMS], ids=["voc2012", "params"])
+@pytest.mark.parametrize("path", [CONFIG, COCO, PARAMS], ids=["voc2012", "coco2014", "params"])
 def test_every_section_has_a_schema_and_validates(path):
     tree = yaml.safe_load(path.read_text())
     assert set(tree) == set(SECTIONS) | set(RunParams.model_fields)
@@ -58,10 +60,53 @@ def test_every_section_has_a_schema_and_validates(path):
         read_params(path, section, schema)
 
 
-def test_it_has_exactly_the_keys_of_params_yaml():
-    read_run(CONFIG)
-    config = yaml.safe_load(CONFIG.read_text())
+@pytest.mark.parametrize("path", [CONFIG, COCO], ids=["voc2012", "coco2014"])
+def test_it_has_exactly_the_keys_of_params_yaml(path):
+    config = yaml.safe_load(path.read_text())
     assert _keys(config) == _keys(yaml.safe_load((ROOT / "params.yaml").read_text()))
+
+
+def test_the_official_coco_archives_are_the_defaults_everywhere():
+    from destseg.dataset.sources import coco2014
+
+    official = {
+        "train_url": coco2014.TRAIN_ARCHIVE.url,
+        "train_md5": coco2014.TRAIN_ARCHIVE.md5,
+        "val_url": coco2014.VAL_ARCHIVE.url,
+        "val_md5": coco2014.VAL_ARCHIVE.md5,
+        "annotations_url": coco2014.ANNOTATIONS_ARCHIVE.url,
+        "annotations_md5": coco2014.ANNOTATIONS_ARCHIVE.md5,
+    }
+    for path in (CONFIG, COCO, PARAMS):
+        section = yaml.safe_load(path.read_text())["data"]["coco2014"]
+        assert {k: section[k] for k in official} == official, path.name
+
+
+def test_the_coco_configuration_runs_recams_coco_recipe():
+    """ReCAM's run_sample_coco.py and step_coco/ (zhaozhengChen/ReCAM), with the VOC
+    configuration's destruction modules, and the reported lists as the papers report them."""
+    config, voc = yaml.safe_load(COCO.read_text()), yaml.safe_load(CONFIG.read_text())
+    assert config["data"]["source"] == "coco2014"
+    assert config["splits"] == {
+        "train": "train",
+        "val": "val",
+        "score_cams": "report",
+        "tune": "tune",
+    }
+    assert config["cls"] == voc["cls"]  # ReCAM's COCO train_cam is IRN's VOC one
+    assert config["cam"]["scales"] == [1.0, 0.5, 1.5, 2.0]
+    assert (config["aff_labels"]["conf_fg"], config["aff_labels"]["conf_bg"]) == (0.35, 0.10)
+    aff = config["aff"]
+    assert (aff["crop_size"], aff["scale_range"], aff["batch_size"], aff["epochs"]) == (
+        512, [0.5, 1.5], 32, 3,
+    )  # fmt: skip
+    assert (aff["lr"], aff["head_lr_mult"], aff["weight_decay"], aff["momentum"]) == (
+        0.1, 10, 1e-4, 1e-4,
+    )  # fmt: skip
+    assert (config["propagate"]["beta"], config["propagate"]["exp_times"]) == (10, 8)
+    for section in ("refine", "seg", "evaluate"):
+        assert config[section] == voc[section], section
+    assert config["gallery"]["ids"] == []
 
 
 def test_it_is_the_papers_setting():
