@@ -13,7 +13,9 @@ Two parts, each with ``amp`` off and bf16 on the device (``--device``, default c
    (the threshold sweep and the compressed CAM file).
 2. **The pipeline through the real stage commands** (``dvc repro`` of the configuration, as
    the test suite runs it: VOC-shaped archives served on 127.0.0.1, one epoch of each network),
-   every stage exiting 0, with its wall time.
+   every stage exiting 0, with its wall time; then make_cam and evaluate run again, plainly and
+   under ``torchrun --nproc-per-node 1``, whose outputs must be byte-identical (the process
+   group, the sharding and the gathering change no result).
 
 It writes ``<out>/summary.json`` and ``<out>/log.txt``. ``--toy`` shrinks every size so that the
 suite runs the same code on the CPU (tests/runtime/test_gpu_check.py).
@@ -261,6 +263,52 @@ def timed_repro(repo: Path, env: dict) -> dict[str, float]:
     return stages
 
 
+# The outputs of each stage compared under torchrun (option, name in the run's folder).
+TORCHRUN_OUTPUTS = {
+    "make_cam": {"--out": "cam", "--metrics": "m.json", "--sweep-plot": "sweep.csv"},
+    "evaluate": {"--predictions": "predictions", "--metrics": "m.json", "--per-class": "c.csv"},
+}
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".destseg-output"
+    }
+
+
+def same_under_torchrun(repo: Path, env: dict, work: Path) -> dict[str, list[str]]:
+    """Run make_cam and evaluate of the reproduced ``repo`` twice, as a plain process and as
+    the one process of ``torchrun --standalone --nproc-per-node 1``, each writing into its own
+    folder under ``work``; per stage, the output files whose bytes differ (none, when the
+    distributed path changes nothing). A run that fails stops with its error."""
+    differing = {}
+    for stage, outputs in TORCHRUN_OUTPUTS.items():
+        runs = []
+        for launcher in (
+            [],
+            ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1"],
+        ):
+            folder = work / stage / ("torchrun" if launcher else "plain")
+            folder.mkdir(parents=True)
+            args = [x for option, name in outputs.items() for x in (option, str(folder / name))]
+            done = subprocess.run(
+                [sys.executable, *launcher, "-m", f"stages.{stage}", *args],
+                cwd=repo, env=env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"{stage} {' '.join(launcher)} failed:\n{done.stderr[-3000:]}")
+            runs.append(_outputs(folder))
+        plain, under = runs
+        if plain.keys() != under.keys() or not plain:
+            raise RuntimeError(
+                f"{stage}: {sorted(plain)} written plainly, {sorted(under)} under torchrun"
+            )
+        differing[stage] = [name for name in plain if plain[name] != under[name]]
+    return differing
+
+
 def pipeline(device: torch.device, amp: str, log) -> dict:
     """The configuration through ``dvc repro`` on VOC-shaped data (the suite's end-to-end run,
     on ``device`` at ``amp``), every stage's wall time."""
@@ -277,9 +325,12 @@ def pipeline(device: torch.device, amp: str, log) -> dict:
         with LocalServer(served) as url:
             overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
             overrides |= {"gallery.ids": archives.voc_train, "device": str(device), "amp": amp}
-            stages = timed_repro(repo, prepare_repo(repo, overrides, base=CONFIG))
-    log(f"pipeline on {device}, amp {amp}: {json.dumps(stages)}")
-    return stages
+            env = prepare_repo(repo, overrides, base=CONFIG)
+            stages = timed_repro(repo, env)
+        log(f"pipeline on {device}, amp {amp}: {json.dumps(stages)}")
+        differing = same_under_torchrun(repo, env, repo / "torchrun_check")
+    log(f"torchrun with one process, amp {amp}: files that differ from the plain run {differing}")
+    return {"stage_seconds": stages, "differ_under_torchrun": differing}
 
 
 def main(

@@ -217,6 +217,18 @@ def test_a_sharded_stage_writes_the_bytes_of_an_unsharded_one(repo, tmp_path, st
 
 
 @pytest.mark.e2e
+def test_the_gpu_checks_torchrun_comparison_finds_identical_outputs(repo, tmp_path):
+    """benchmarks/gpu_check.py's part (c) on the CPU: make_cam and evaluate as the one process
+    of torchrun write the bytes of a plain run."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    root, env = repo
+    differing = gpu_check.same_under_torchrun(root, {**env, "OMP_NUM_THREADS": "1"}, tmp_path)
+    assert differing == {"make_cam": [], "evaluate": []}
+
+
+@pytest.mark.e2e
 def test_train_cls_in_two_processes_writes_one_model_and_one_log(repo, tmp_path):
     root, env = repo
     outputs = {"--out": "model.pt", "--checkpoint": "ck.pt", "--live-dir": "live"}
