@@ -216,3 +216,62 @@ def test_the_one_pass_sweep_counts_what_each_threshold_labels(classes):
             for g, c in [(gt, cam), (gt[::-1], cam[:, ::-1])]
         )
         np.testing.assert_array_equal(sweep.confusions[i], expected)
+
+
+def _generate(model, layout, ids, out):
+    from destseg.cam.generate import generate_cams
+    from destseg.evaluation.thresholds import candidates
+
+    sweep = ThresholdSweep(len(layout.classes), candidates())
+    generate_cams(
+        model, layout, ids, sweeps=dict.fromkeys(ids[::2], sweep), scales=[1.0, 0.5],
+        flip=True, device=torch.device("cpu"), out_dir=out,
+    )  # fmt: skip
+    return sweep
+
+
+def test_the_overlapped_loop_writes_and_scores_what_a_plain_loop_does(tiny_layout, tmp_path):
+    """Decoding and writing run in threads beside the network: the files and the sweep are
+    byte for byte those of a loop that does one thing after the other, and the sweep saw the
+    scored images only, in order."""
+    from destseg.dataset.layout import load_image
+    from destseg.dataset.torch_dataset import image_to_tensor
+    from destseg.evaluation.thresholds import candidates
+
+    torch.manual_seed(0)
+    model = Classifier("resnet18", len(tiny_layout.classes) - 1, False, 16).eval()
+    ids = tiny_layout.ids("train")[:7]
+    threaded = _generate(model, tiny_layout, ids, tmp_path / "threaded")
+    plain = ThresholdSweep(len(tiny_layout.classes), candidates())
+    (tmp_path / "plain").mkdir()
+    for image_id in ids:
+        image = image_to_tensor(load_image(tiny_layout.image_path(image_id)))
+        classes = tiny_layout.labels[image_id]
+        cam = one_cam(model, image, classes, [1.0, 0.5], True).numpy()
+        save_cam(tmp_path / "plain" / f"{image_id}.npz", classes, cam)
+        if image_id in ids[::2]:
+            gt = tiny_layout.ground_truth(image_id, cam.shape[1:])
+            plain.update(gt, cam, np.asarray(classes))
+    for image_id in ids:
+        name = f"{image_id}.npz"
+        assert (tmp_path / "threaded" / name).read_bytes() == (
+            tmp_path / "plain" / name
+        ).read_bytes()
+    np.testing.assert_array_equal(threaded.confusions, plain.confusions)
+    assert threaded.confusions[0].sum() > 0
+
+
+@pytest.mark.bad_input
+def test_an_image_that_fails_to_decode_in_the_reading_thread_is_named(tiny_layout, tmp_path):
+    import shutil
+
+    from destseg.dataset.layout import ImageFileError, VOCLayout
+
+    layout = VOCLayout(tmp_path / "dataset")
+    shutil.copytree(tiny_layout.root, layout.root)
+    ids = layout.ids("train")[:4]
+    path = layout.image_path(ids[2])
+    path.write_bytes(path.read_bytes()[:300])  # truncated after its header
+    model = Classifier("resnet18", len(layout.classes) - 1, False, 16).eval()
+    with pytest.raises(ImageFileError, match=f"{ids[2]}.jpg: not a readable image"):
+        _generate(model, layout, ids, tmp_path / "cam")

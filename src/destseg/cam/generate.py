@@ -8,6 +8,7 @@ store only those k maps, in float16, compressed, with the class indices beside t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 
@@ -137,16 +138,40 @@ def generate_cams(
     world = world or World()
     batches = size_batches(ids, lambda i: image_size(layout.image_path(i)), batch_size)
     batches = world.shard(batches)
-    for batch in track(batches, description="make_cam", disable=not world.main):
+
+    def load(batch: list[str]) -> tuple[list[list[int]], torch.Tensor]:
         classes = [layout.labels[i] for i in batch]
-        images = torch.stack([image_to_tensor(load_image(layout.image_path(i))) for i in batch])
-        cams = multiscale_cams(model, images.to(device), classes, scales, flip)
+        return classes, torch.stack(
+            [image_to_tensor(load_image(layout.image_path(i))) for i in batch]
+        )
+
+    def store(batch: list[str], classes: list[list[int]], cams: list[np.ndarray]) -> None:
         for image_id, image_classes, cam in zip(batch, classes, cams, strict=True):
-            cam = cam.cpu().numpy()
             save_cam(out_dir / f"{image_id}.npz", image_classes, cam)
             if image_id in sweeps:
                 gt = layout.ground_truth(image_id, cam.shape[1:])
                 sweeps[image_id].update(gt, cam, np.asarray(image_classes))
+
+    # The CPU work around the network overlaps it: the next batch is decoded, and the last one's
+    # files compressed and scored, each in one thread of its own (zlib, PIL and numpy release the
+    # GIL), while the device runs. One thread each keeps the order, hence the files and sweeps,
+    # exactly those of a plain loop; an error in a thread surfaces here, as the loop's would.
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        loading = reader.submit(load, batches[0]) if batches else None
+        written: Future | None = None
+        for index, batch in enumerate(
+            track(batches, description="make_cam", disable=not world.main)
+        ):
+            classes, images = loading.result()
+            if index + 1 < len(batches):
+                loading = reader.submit(load, batches[index + 1])
+            cams = multiscale_cams(model, images.to(device), classes, scales, flip)
+            cams = [cam.cpu().numpy() for cam in cams]
+            if written is not None:
+                written.result()  # one batch in flight: memory stays bounded
+            written = writer.submit(store, batch, classes, cams)
+        if written is not None:
+            written.result()
 
 
 def size_batches(
