@@ -97,6 +97,23 @@ def test_categories_in_id_order_and_images_without_annotations_dropped(tmp_path)
         ({"segmentation": {"counts": [48], "size": [5, 8]}}, "annotation 7: an RLE of size"),
         ({"area": "big"}, "annotation 7: 'area' is 'big', not a number"),
         ({"image_id": [9]}, "annotation 7: 'image_id' is \\[9\\], not a whole number"),
+        ({"segmentation": box(1e12, 1, 4, 4)}, "annotation 7: a polygon outside its image"),
+        (
+            {"segmentation": {"counts": [3, 3], "size": [6, 8]}},
+            "annotation 7: RLE counts must be whole numbers >= 0 adding up to the image's 48",
+        ),
+        (
+            {"segmentation": {"counts": [50, -2], "size": [6, 8]}},
+            "annotation 7: RLE counts must be whole",
+        ),
+        (
+            {"segmentation": {"counts": [40.5, 7.5], "size": [6, 8]}},
+            "annotation 7: RLE counts must be whole",
+        ),
+        (
+            {"segmentation": {"counts": "xx", "size": [6, 8]}},
+            "annotation 7: (not a compressed RLE|RLE counts)",
+        ),
     ],
 )
 def test_a_bad_annotation_is_named_with_its_file(tmp_path, changes, message):
@@ -165,12 +182,13 @@ def test_the_build_downloads_draws_the_masks_and_writes_the_lists(tmp_path):
     for image_id in data.train_ids + data.val_ids:
         image, mask = load_image(out.image_path(image_id)), load_mask(out.mask_path(image_id))
         assert mask.shape == image.shape[:2]
-        assert set(np.unique(mask)) - {0} <= set(out.labels[image_id])
+        # every instance drawn: a smaller polygon cannot cover a larger one whole
+        assert set(np.unique(mask)) - {0} == set(out.labels[image_id])
     sizes = {load_image(out.image_path(i)).shape[:2] for i in data.train_ids}
     assert sizes == {(480, 640), (640, 480), (427, 640)}  # COCO's shapes, portrait included
     bottom = load_mask(out.mask_path(first))[-1]
     assert (bottom[: 640 // 3] == 1).all()  # the crowd region is drawn, as class 1
-    assert not (tmp_path / "downloads" / ".extracted").exists()
+    assert not list((tmp_path / "downloads").glob(".extracted*"))
     assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == [
         "annotations_trainval2014.zip",
         "train2014.zip",
@@ -210,7 +228,7 @@ def test_a_truncated_image_is_named_and_nothing_is_written(tmp_path):
     out = VOCLayout(tmp_path / "dataset")
     with pytest.raises(DatasetError, match=f"{data.train_ids[0]}.jpg: not a readable image"):
         coco2014.build(_file_archives(tmp_path, broken), tmp_path / "d", out, False, 1)
-    assert not out.root.exists() and not (tmp_path / "d" / ".extracted").exists()
+    assert not out.root.exists() and not list((tmp_path / "d").glob(".extracted*"))
 
 
 @pytest.mark.bad_input
@@ -220,6 +238,77 @@ def test_an_image_the_annotations_name_but_the_archive_lacks_is_named(tmp_path):
         members = {n: bundle.read(n) for n in bundle.namelist() if data.val_ids[0] not in n}
     broken = type(data)(data.train, zip_bytes(members), *list(vars(data).values())[2:])
     with pytest.raises(DatasetError, match=f"val2014/{data.val_ids[0]}.jpg is missing"):
+        coco2014.build(
+            _file_archives(tmp_path, broken), tmp_path / "d", VOCLayout(tmp_path / "o"), False, 1
+        )
+
+
+def test_compressed_rle_counts_decode_as_pycocotools_encodes_them():
+    from pycocotools import mask as coco_mask
+
+    from destseg.dataset.sources.coco2014 import rle_counts
+
+    rng = np.random.default_rng(3)
+    mask = np.asfortranarray(rng.random((37, 53)) > 0.7).astype(np.uint8)
+    encoded = coco_mask.encode(mask)
+    runs = rle_counts(encoded["counts"].decode())
+    flat, value, start = mask.flatten(order="F"), 0, 0
+    for run in runs:  # the runs alternate from background, over the column-major pixels
+        assert (flat[start : start + run] == value).all()
+        start, value = start + run, 1 - value
+    assert start == mask.size
+    record = ImageRecord(
+        "i",
+        "i.jpg",
+        53,
+        37,
+        (Instance(1, 4, 1.0, {**encoded, "counts": encoded["counts"].decode()}),),
+    )
+    np.testing.assert_array_equal(semantic_mask(record), mask * 4)
+
+
+def test_a_polygon_of_two_points_is_dropped_not_taken_for_a_box(tmp_path):
+    path = _instances_file(tmp_path, segmentation=[[1, 1, 3, 3], *box(1, 1, 4, 4)])
+    _, records = read_instances(path)
+    assert records[0].instances[0].segmentation == box(1, 1, 4, 4)
+    assert semantic_mask(records[0]).sum() == 9 * 2  # the 3 x 3 box, class 2
+
+
+@pytest.mark.bad_input
+def test_more_categories_than_a_mask_can_hold_are_refused(tmp_path):
+    path = _instances_file(tmp_path)
+    content = json.loads(path.read_text())
+    content["categories"] = [{"id": i, "name": f"c{i}"} for i in range(1, 256)]
+    path.write_text(json.dumps(content))
+    with pytest.raises(DatasetError, match="255 categories; 1 to 254 can be classes"):
+        read_instances(path)
+
+
+@pytest.mark.bad_input
+def test_an_image_of_another_size_than_its_record_is_named(tmp_path):
+    from PIL import Image
+
+    layout = VOCLayout(tmp_path)
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "SegmentationClass").mkdir()
+    record = ImageRecord("a", "a.jpg", 8, 6, (Instance(1, 1, 9.0, box(1, 1, 4, 4)),))
+    Image.new("RGB", (6, 8)).save(layout.image_path("a"))
+    with pytest.raises(DatasetError, match=r"a\.jpg: 6x8, but its annotation record says 8x6"):
+        coco2014.write_mask(record, tmp_path)
+    assert not layout.mask_path("a").exists()
+
+
+@pytest.mark.bad_input
+def test_an_image_in_both_splits_is_refused(tmp_path):
+    data = coco_shaped_archives(train_images=2, val_images=1)
+    with zipfile.ZipFile(io.BytesIO(data.annotations)) as bundle:
+        members = {n: bundle.read(n) for n in bundle.namelist()}
+    val = json.loads(members["annotations/instances_val2014.json"])
+    train = json.loads(members["annotations/instances_train2014.json"])
+    val["images"][0]["file_name"] = train["images"][0]["file_name"]
+    members["annotations/instances_val2014.json"] = json.dumps(val).encode()
+    broken = type(data)(data.train, data.val, zip_bytes(members), *list(vars(data).values())[3:])
+    with pytest.raises(DatasetError, match="1 images also in annotations/instances_train2014"):
         coco2014.build(
             _file_archives(tmp_path, broken), tmp_path / "d", VOCLayout(tmp_path / "o"), False, 1
         )

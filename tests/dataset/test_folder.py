@@ -55,6 +55,16 @@ def test_import_copies_the_listed_images_with_their_labels(tmp_path):
     assert (root / "JPEGImages" / "im0.jpg").exists()  # copied, not moved
 
 
+def test_labels_a_source_knows_replace_those_of_the_masks(tmp_path):
+    """COCO's labels come from its annotations: an instance that smaller ones cover whole has
+    no pixel in the mask and keeps its label."""
+    root = _folder(tmp_path / "src")
+    known = {"im0": [1, 2], "im1": [1], "im2": [2], "im3": [1], "unused": [2]}
+    out = VOCLayout(tmp_path / "out")
+    import_folder(root, CLASSES, out, labels=known)
+    assert out.labels == {"im0": [1, 2], "im1": [1], "im2": [2], "im3": [1]}
+
+
 def test_labels_from_xml(tmp_path):
     path = tmp_path / "a.xml"
     path.write_text(

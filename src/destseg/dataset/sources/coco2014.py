@@ -24,8 +24,10 @@ and it keeps images without annotations (all-background masks, no label).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,7 +115,11 @@ def _entries(data: dict, key: str, path: Path) -> list[dict]:
 def _number(record: dict, key: str, what: str, path: Path, integer: bool = False) -> float:
     value = record.get(key)
     kinds = int if integer else (int, float)
-    if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value):
+    if (
+        not isinstance(value, kinds)
+        or isinstance(value, bool)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         kind = "a whole number" if integer else "a number"
         raise _fail(path, f"{what}: {key!r} is {value!r}, not {kind}")
     return value
@@ -129,48 +135,108 @@ def _categories(data: dict, path: Path) -> tuple[list[str], dict[int, int]]:
         if not isinstance(name, str) or not name.strip() or category in named:
             raise _fail(path, f"category {category}: a missing, empty or repeated record")
         named[category] = name.strip()
-    if not named:
-        raise _fail(path, "no categories")
+    if not 1 <= len(named) <= 254:
+        # class indices are uint8 and 255 means "ignore" in the masks
+        raise _fail(path, f"{len(named)} categories; 1 to 254 can be classes")
     order = sorted(named)
     return [named[c] for c in order], {c: i + 1 for i, c in enumerate(order)}
 
 
-def _check_segmentation(segmentation, width: int, height: int, what: str, path: Path) -> None:
-    """Polygons (lists of x, y pairs) that meet the image, or an RLE of the image's size."""
+def rle_counts(counts: str) -> list[int]:
+    """The run lengths of a compressed RLE string, decoded as pycocotools' ``rleFrString``
+    does (5 bits per character from 48 on, a continuation bit, a sign bit, each run after the
+    second stored as the difference to the run two before), so that they can be checked before
+    pycocotools decodes them without looking: a wrong total there draws whatever memory holds."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("the string ends inside a run")
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                raise ValueError(f"character {counts[position]!r} is not an RLE digit")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position, shift = position + 1, shift + 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _check_segmentation(segmentation, width: int, height: int, what: str, path: Path):
+    """The segmentation as pycocotools can draw it, or a DatasetError naming the record.
+
+    An RLE must be of the image's size, its runs whole numbers >= 0 that cover the image
+    exactly (pycocotools trusts the total: a short one leaves pixels of uninitialised memory).
+    Polygons must be lists of x, y pairs inside a wide margin around the image and meet it (a
+    point or two just past the border is clipped, as pycocotools does; a polygon wholly outside
+    belongs to another image). A polygon of one or two points encloses nothing and is dropped:
+    as the first of a list, pycocotools would take its four values for a box."""
     if isinstance(segmentation, dict):
-        if segmentation.get("size") != [height, width] or "counts" not in segmentation:
+        counts = segmentation.get("counts")
+        if segmentation.get("size") != [height, width]:
             raise _fail(
                 path,
                 f"{what}: an RLE of size {segmentation.get('size')!r} for an image of "
                 f"{height}x{width} (height x width)",
             )
-        return
+        try:
+            runs = rle_counts(counts) if isinstance(counts, str) else counts
+        except ValueError as err:
+            raise _fail(path, f"{what}: not a compressed RLE ({err})") from None
+        if (
+            not isinstance(runs, list)
+            or not all(type(r) is int and r >= 0 for r in runs)
+            or sum(runs) != height * width
+        ):
+            raise _fail(
+                path,
+                f"{what}: RLE counts must be whole numbers >= 0 adding up to the image's "
+                f"{height * width} pixels",
+            )
+        return segmentation
     if not isinstance(segmentation, list) or not segmentation:
         raise _fail(path, f"{what}: segmentation is neither polygons nor RLE")
+    kept = []
     for polygon in segmentation:
         if (
             not isinstance(polygon, list)
-            or len(polygon) < 4
             or len(polygon) % 2
-            or not all(isinstance(v, int | float) and np.isfinite(v) for v in polygon)
+            or not all(type(v) in (int, float) for v in polygon)
         ):
             raise _fail(path, f"{what}: a polygon must be a list of x, y pairs of numbers")
-        xs, ys = polygon[0::2], polygon[1::2]
-        if max(xs) <= 0 or min(xs) >= width or max(ys) <= 0 or min(ys) >= height:
-            # a point or two just past the border is clipped, as pycocotools does; a polygon
-            # wholly outside belongs to another image
+        if len(polygon) < 6:
+            continue
+        points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+        low, high = points.min(0), points.max(0)
+        if (
+            not np.isfinite(points).all()
+            or (low < (-width, -height)).any()
+            or (high > (2 * width, 2 * height)).any()
+            or high[0] <= 0
+            or low[0] >= width
+            or high[1] <= 0
+            or low[1] >= height
+        ):
             raise _fail(
                 path,
-                f"{what}: a polygon outside its image (x {min(xs):g}..{max(xs):g}, y "
-                f"{min(ys):g}..{max(ys):g} for an image of {width}x{height})",
+                f"{what}: a polygon outside its image (x {low[0]:g}..{high[0]:g}, y "
+                f"{low[1]:g}..{high[1]:g} for an image of {width}x{height})",
             )
+        kept.append(polygon)
+    return kept
 
 
 def read_instances(path: Path) -> tuple[list[str], list[ImageRecord]]:
     """The class names (background first) and the images with at least one annotation of a
     COCO instances file, sorted by id; every record checked, a bad one named with the file."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise _fail(path, "annotation file not found in the archive") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -206,8 +272,9 @@ def read_instances(path: Path) -> tuple[list[str], list[ImageRecord]]:
                 path, f"{what}: category_id {record.get('category_id')!r} is not in 'categories'"
             )
         area = _number(record, "area", what, path)
-        segmentation = record.get("segmentation")
-        _check_segmentation(segmentation, image[2], image[3], what, path)
+        segmentation = _check_segmentation(
+            record.get("segmentation"), image[2], image[3], what, path
+        )
         image[4].append(Instance(annotation, label, area, segmentation))
     records = [
         ImageRecord(image_id, file_name, width, height, tuple(instances))
@@ -224,6 +291,8 @@ def instance_mask(segmentation: list | dict, height: int, width: int) -> np.ndar
     """The (H, W) bool mask of one annotation, as pycocotools' ``COCO.annToMask`` draws it:
     polygons merged into one RLE, an uncompressed RLE (crowd) compressed, then decoded."""
     if isinstance(segmentation, list):
+        if not segmentation:  # only polygons of one or two points: nothing enclosed
+            return np.zeros((height, width), dtype=bool)
         rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation["counts"], list):
         rle = coco_mask.frPyObjects(segmentation, height, width)
@@ -258,7 +327,12 @@ def write_mask(record: ImageRecord, root: Path) -> None:
             f"{path}: {size[0]}x{size[1]}, but its annotation record says "
             f"{record.width}x{record.height}"
         )
-    save_mask(layout.mask_path(record.image_id), semantic_mask(record))
+    try:
+        mask = semantic_mask(record)
+    except (ValueError, TypeError, OverflowError, MemoryError) as err:
+        # the records were checked; whatever pycocotools still refuses is named here
+        raise DatasetError(f"{path}: its annotations cannot be drawn ({err})") from None
+    save_mask(layout.mask_path(record.image_id), mask)
 
 
 def tune_list(train: Sequence[str]) -> list[str]:
@@ -279,8 +353,8 @@ def build(
     the dataset into ``out``. ``official``: the archives are the official ones, so the image
     and category counts are checked against theirs."""
     paths = {name: fetch(archive, download_dir) for name, archive in archives.items()}
-    scratch = download_dir / ".extracted"
-    shutil.rmtree(scratch, ignore_errors=True)
+    # a folder of its own: two builds sharing the download folder must not remove each other's
+    scratch = Path(tempfile.mkdtemp(prefix=".extracted-", dir=download_dir))
     try:
         files = {split: f"annotations/instances_{folder}.json" for split, folder in FOLDERS.items()}
         extract(paths["annotations"], scratch, under(*files.values()))
@@ -302,6 +376,12 @@ def build(
                     f"{folder}: {len(found)} images with annotations and {len(names) - 1} "
                     f"categories, expected {EXPECTED_IMAGES[split]} and {NUM_CATEGORIES}",
                 )
+            shared = set(lists.get("train", ())) & {r.image_id for r in found}
+            if shared:
+                raise _fail(
+                    scratch / files[split],
+                    f"{len(shared)} images also in {files['train']}, e.g. {min(shared)}",
+                )
             wanted = {f"{folder}/{r.file_name}" for r in found}
             extracted = set(extract(paths[split], scratch, wanted.__contains__))
             for record in found:
@@ -319,6 +399,7 @@ def build(
         for name, ids in lists.items():
             layout.write_split(name, ids)
         labels = {r.image_id: r.labels for r in records}
+        del records, found  # the polygons: gigabytes on COCO, no longer needed
         return import_folder(layout.root, classes, out, move=True, labels=labels)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
