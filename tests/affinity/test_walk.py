@@ -74,6 +74,31 @@ def test_transition_matrix_is_row_stochastic_and_nonnegative():
     assert torch.equal(matrix > 0, (matrix > 0).T)
 
 
+def test_transition_matrix_of_every_grid_equals_one_written_pair_by_pair():
+    """Two images of one grid size (the second reuses the cached index structure) and one of
+    another: each matrix is the pairs' affinity ** beta in both directions plus self-loops,
+    rows normalised, entry for entry."""
+    from destseg.affinity.walk import _pair_structure
+
+    _pair_structure.cache_clear()
+    torch.manual_seed(1)
+    radius, beta = 3, 4.0
+    offsets = neighbour_offsets(radius)
+    for height, width in [(5, 6), (5, 6), (6, 4)]:
+        affinity = torch.rand(len(offsets), height, width)
+        expected = torch.eye(height * width, dtype=torch.float64)
+        for p, (dy, dx) in enumerate(offsets):
+            for y in range(height):
+                for x in range(width):
+                    if 0 <= y + dy < height and 0 <= x + dx < width:
+                        a, b = y * width + x, (y + dy) * width + x + dx
+                        expected[a, b] = expected[b, a] = float(affinity[p, y, x]) ** beta
+        expected /= expected.sum(1, keepdim=True)
+        matrix = transition_matrix(affinity, radius, beta).to_dense().double()
+        torch.testing.assert_close(matrix, expected, rtol=1e-5, atol=1e-7)
+    assert _pair_structure.cache_info().hits == 1
+
+
 def test_transition_matrix_checks_the_offsets():
     with pytest.raises(ValueError, match="offsets"):
         transition_matrix(torch.ones(3, 4, 4), radius=3, beta=1.0)
