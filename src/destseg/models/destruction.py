@@ -88,9 +88,10 @@ def destruct_batch(
     if seeds is not None and len(seeds) != len(images):
         raise ValueError(f"{len(seeds)} seeds for {len(images)} images")
     out = images.clone()
+    seed_list = seeds.tolist() if seeds is not None else None  # one read from the device
     for i in range(images.shape[0]):
-        if seeds is not None:
-            generator = torch.Generator().manual_seed(int(seeds[i]))
+        if seed_list is not None:
+            generator = torch.Generator().manual_seed(int(seed_list[i]))
         if torch.rand(1, generator=generator).item() < probability:
             out[i] = region_confusion(images[i], grid, k, generator)
     return out

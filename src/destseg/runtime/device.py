@@ -42,8 +42,13 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    """Move the tensors of a batch dict to ``device``; leave the rest (ids) as they are."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """Move the tensors of a batch dict to ``device``; leave the rest (ids) as they are. From
+    pinned memory (the loader pins on CUDA) the copies run asynchronously, ordered before any
+    kernel that reads them."""
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
 
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")

@@ -268,7 +268,7 @@ def train_epoch(
     ``batches``; return the mean loss per image over every process (``loss``), and likewise
     each term the loss function reports."""
     run.network.train()
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}  # on the device: read once per epoch, not per step
     count = 0
     with progress_bar(world.main) as progress:
         task = progress.add_task(f"epoch {epoch + 1}/{schedule.epochs}", total=steps)
@@ -282,13 +282,15 @@ def train_epoch(
                     loss, terms = _loss(run.network, batch, loss_fn, precision, epoch)
                     run.scaler.scale(loss / schedule.accumulate).backward()
                 for name, value in {"loss": loss, **terms}.items():
-                    totals[name] = totals.get(name, 0.0) + value.item() * len(batch["id"])
+                    weighted = value.detach().double() * len(batch["id"])
+                    totals[name] = totals[name] + weighted if name in totals else weighted
                 count += len(batch["id"])
             run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
             run.scaler.update()
             run.scheduler.step()
             progress.advance(task)
-    *sums, count = world.sum(np.array([*totals.values(), count], dtype=np.float64)).tolist()
+    sums = [value.item() for value in totals.values()]
+    *sums, count = world.sum(np.array([*sums, count], dtype=np.float64)).tolist()
     return {name: value / count for name, value in zip(totals, sums, strict=True)}
 
 
