@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import track
 
@@ -14,6 +15,7 @@ from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.models.affinity_net import AffinityNet
 from destseg.runtime.device import deterministic
+from destseg.runtime.overlap import prefetch, writer
 
 
 @torch.no_grad()
@@ -35,18 +37,31 @@ def propagate_cams(
     network and the walk both run on ``device``; ``normalize`` as in :func:`propagate_cam`; a
     progress bar with ``progress`` (the main process of several shows it)."""
     model.eval()
-    for image_id in track(ids, description="propagate", disable=not progress):
-        image = image_to_tensor(load_image(layout.image_path(image_id))).to(device)
-        affinity = model(image[None])[0].float()
+
+    def load(image_id: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        image = image_to_tensor(load_image(layout.image_path(image_id)))
         size = tuple(image.shape[-2:])
         classes, cam = load_cam(cam_dir / f"{image_id}.npz", len(layout.classes), size)
-        cam = torch.from_numpy(cam).to(device)
-        # float32 whatever the caller's autocast: powers of a transition matrix lose too much
-        # in bf16 or fp16
-        # deterministic: the same walk gives the same file on a GPU too (index_add_ on CUDA
-        # adds in any order otherwise)
-        with torch.autocast(device.type, enabled=False), deterministic():
-            walked = propagate_cam(
-                cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
-            )
-        save_cam(out_dir / f"{image_id}.npz", classes, walked.cpu().numpy())
+        return image, classes, cam
+
+    def store(image_id: str, classes: np.ndarray, walked: np.ndarray) -> None:
+        save_cam(out_dir / f"{image_id}.npz", classes, walked)
+
+    # reading and writing overlap the network and the walk (destseg.runtime.overlap)
+    with writer() as files:
+        loaded = prefetch(ids, load)
+        for image_id, (image, classes, cam) in track(
+            loaded, total=len(ids), description="propagate", disable=not progress
+        ):
+            image = image.to(device)
+            affinity = model(image[None])[0].float()
+            cam = torch.from_numpy(cam).to(device)
+            # float32 whatever the caller's autocast: powers of a transition matrix lose too
+            # much in bf16 or fp16
+            # deterministic: the same walk gives the same file on a GPU too (index_add_ on CUDA
+            # adds in any order otherwise)
+            with torch.autocast(device.type, enabled=False), deterministic():
+                walked = propagate_cam(
+                    cam, affinity, model.radius, beta, exp_times, model.feature_stride, normalize
+                )
+            files.submit(store, image_id, classes, walked.cpu().numpy())

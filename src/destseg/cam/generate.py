@@ -8,7 +8,6 @@ store only those k maps, in float16, compressed, with the class indices beside t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.evaluation.thresholds import sweep_table
 from destseg.models.classifier import Classifier
 from destseg.runtime.distributed import World
+from destseg.runtime.overlap import prefetch, writer
 
 
 @torch.no_grad()
@@ -152,26 +152,14 @@ def generate_cams(
                 gt = layout.ground_truth(image_id, cam.shape[1:])
                 sweeps[image_id].update(gt, cam, np.asarray(image_classes))
 
-    # The CPU work around the network overlaps it: the next batch is decoded, and the last one's
-    # files compressed and scored, each in one thread of its own (zlib, PIL and numpy release the
-    # GIL), while the device runs. One thread each keeps the order, hence the files and sweeps,
-    # exactly those of a plain loop; an error in a thread surfaces here, as the loop's would.
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-        loading = reader.submit(load, batches[0]) if batches else None
-        written: Future | None = None
-        for index, batch in enumerate(
-            track(batches, description="make_cam", disable=not world.main)
+    # decoding and writing overlap the network (destseg.runtime.overlap)
+    with writer() as files:
+        loaded = prefetch(batches, load)
+        for batch, (classes, images) in track(
+            loaded, total=len(batches), description="make_cam", disable=not world.main
         ):
-            classes, images = loading.result()
-            if index + 1 < len(batches):
-                loading = reader.submit(load, batches[index + 1])
             cams = multiscale_cams(model, images.to(device), classes, scales, flip)
-            cams = [cam.cpu().numpy() for cam in cams]
-            if written is not None:
-                written.result()  # one batch in flight: memory stays bounded
-            written = writer.submit(store, batch, classes, cams)
-        if written is not None:
-            written.result()
+            files.submit(store, batch, classes, [cam.cpu().numpy() for cam in cams])
 
 
 def size_batches(
