@@ -392,8 +392,9 @@ def build(
             lists[split] = [r.image_id for r in found]
             records += found
         job = partial(write_mask, root=layout.root)
-        for _ in parallel_map(job, records, workers or os.cpu_count() or 1, "COCO masks", True):
-            pass
+        # write_mask returns nothing: consuming the results draws every mask, and in order, so
+        # the first bad image in id order is the one named
+        list(parallel_map(job, records, workers or os.cpu_count() or 1, "COCO masks", True))
         tune = tune_list(lists["train"])
         lists |= {"tune": tune, "report": sorted(set(lists["train"]) - set(tune))}
         for name, ids in lists.items():
