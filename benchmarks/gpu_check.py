@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py --out gpu_check          # on a GPU machine: a few minutes
     python benchmarks/gpu_check.py --toy --out /tmp/check   # at toy size, on any machine
 
-Two parts, each with ``amp`` off and bf16 on the device (``--device``, default cuda when present):
+Three parts on the device (``--device``, default cuda when present), the first two with ``amp`` off
+and bf16:
 
 1. **Probes with random weights at the configuration's sizes**: seconds per training step and
    peak memory of the LDM + MDC classifier, AffinityNet and the segmenter (each at its
@@ -16,6 +17,14 @@ Two parts, each with ``amp`` off and bf16 on the device (``--device``, default c
    every stage exiting 0, with its wall time; then make_cam and evaluate run again, plainly and
    under ``torchrun --nproc-per-node 1``, whose outputs must be byte-identical (the process
    group, the sharding and the gathering change no result).
+3. **Two processes sharing one device against one process with ``accumulate: 2``**: the
+   configuration's classifier trained a few steps by the real loop (``fit``), once as two gloo
+   ranks on the same GPU under DistributedDataParallel and once as one process whose batch is
+   split into two micro-batches; the weights must agree to within 1 % of how far the steps moved
+   them (gradient averaging across processes is the same sum as accumulation; a lost or doubled
+   all-reduce moves them by tens of percent). Batch norm runs on fixed statistics here: gloo
+   cannot gather SyncBatchNorm's statistics on a GPU, and half batches would normalise
+   differently from a whole one anyway.
 
 It writes ``<out>/summary.json`` and ``<out>/log.txt``. ``--toy`` shrinks every size so that the
 suite runs the same code on the CPU (tests/runtime/test_gpu_check.py).
@@ -25,7 +34,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +46,8 @@ from typing import Annotated
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 import typer
 import yaml
@@ -51,14 +64,20 @@ from destseg.evaluation.inference import segment  # noqa: E402
 from destseg.evaluation.thresholds import candidates  # noqa: E402
 from destseg.models.affinity_net import AffinityNet  # noqa: E402
 from destseg.models.classifier import Classifier  # noqa: E402
+from destseg.models.freezing import fix_batch_norm  # noqa: E402
 from destseg.models.segmenter import Segmenter  # noqa: E402
 from destseg.runtime.device import Precision, resolve_device, resolve_precision  # noqa: E402
+from destseg.runtime.distributed import World  # noqa: E402
+from destseg.training.loop import Schedule, fit  # noqa: E402
 from stages.params.cls import ClsParams  # noqa: E402
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
 TRAIN_AUG = 10_582  # VOC 2012 train + SBD, the images every network trains on
 VOC_IMAGE = (375, 500)  # height, width of VOC's most common image
 AMPS = ("off", "bf16")
+# Two ranks sharing a device against accumulation: the largest weight difference over the
+# largest weight change the steps made (float32 sums in another order: far below this).
+SHARED_DEVICE_TOLERANCE = 0.01
 
 
 def _sync(device: torch.device) -> None:
@@ -333,13 +352,104 @@ def pipeline(device: torch.device, amp: str, log) -> dict:
     return {"stage_seconds": stages, "differ_under_torchrun": differing}
 
 
+class RandomImages(torch.utils.data.Dataset):
+    """Images and labels drawn from torch's generator, which the training loop seeds per item
+    (``SeededSamples``): every process and every micro-batch sees the same image for an index."""
+
+    def __init__(self, count: int, crop: int, classes: int):
+        self.count, self.crop, self.classes = count, crop, classes
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        target = (torch.rand(self.classes) < 0.2).float()
+        target[index % self.classes] = 1.0  # at least one class present
+        image = torch.randn(3, self.crop, self.crop)
+        return {"image": image, "target": target, "id": str(index)}
+
+
+def _sizes(config: dict, toy: bool) -> tuple[int, int, int]:
+    """Crop, batch and steps of the shared-device comparison."""
+    return (64, 4, 2) if toy else (config["cls"]["crop_size"], config["cls"]["batch_size"], 2)
+
+
+def _classifier_steps(
+    config: dict, toy: bool, device: torch.device, world: World, accumulate: int, work: Path
+) -> dict[str, torch.Tensor]:
+    """The configuration's classifier, from one seed, after a few SGD steps of ``fit`` in
+    ``world``; its weights on the CPU."""
+    crop, batch, steps = _sizes(config, toy)
+    torch.manual_seed(0)
+    model = networks(config, toy)["classifier (LDM + MDC)"][0]
+    fix_batch_norm(model)
+
+    def loss(network, b):
+        logits = network(b["image"], seeds=b["seed"])
+        return F.multilabel_soft_margin_loss(logits.float(), b["target"])
+
+    fit(
+        model,
+        RandomImages(batch * steps, crop, 20),
+        loss,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        schedule=Schedule(1, batch, seed=3, accumulate=accumulate),
+        precision=Precision(device),
+        checkpoint=work / f"checkpoint_{world.rank}_{accumulate}.pt",
+        fingerprint="shared device",
+        world=world,
+    )
+    return {name: value.cpu() for name, value in model.state_dict().items()}
+
+
+def _shared_device_rank(rank: int, port: int, config: dict, toy: bool, device: str, work: Path):
+    """One of two gloo ranks that put their model on the same ``device``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads() // 2))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        world = World(rank, 2, 0, torch.device("cpu"))  # the loop's sums go through gloo on the CPU
+        weights = _classifier_steps(config, toy, torch.device(device), world, 1, work)
+        if world.main:
+            torch.save(weights, work / "two_ranks.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def shared_device(config: dict, device: torch.device, toy: bool, work: Path, log) -> dict:
+    """Two gloo ranks on ``device`` against one process with ``accumulate: 2`` (part 3)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = (port, config, toy, str(device), work)
+    mp.start_processes(_shared_device_rank, args=args, nprocs=2, start_method="spawn")
+    two = torch.load(work / "two_ranks.pt", weights_only=True)
+    accumulated = _classifier_steps(config, toy, device, World(), 2, work)
+    torch.manual_seed(0)
+    initial = networks(config, toy)["classifier (LDM + MDC)"][0].state_dict()
+    floats = [name for name, value in initial.items() if value.is_floating_point()]
+    difference = max((two[n] - accumulated[n]).abs().max().item() for n in floats)
+    moved = max((accumulated[n] - initial[n]).abs().max().item() for n in floats)
+    result = {
+        "largest_weight_difference": difference,
+        "largest_weight_change": moved,
+        "relative": difference / moved,
+        "within_tolerance": difference <= SHARED_DEVICE_TOLERANCE * moved,
+    }
+    log(f"two ranks sharing {device} against accumulate 2: {json.dumps(result)}")
+    return result
+
+
 def main(
     out: Annotated[Path, typer.Option(help="Folder for summary.json and log.txt.")],
     device: Annotated[
         str, typer.Option(help="auto (cuda when present), cpu, cuda, cuda:N")
     ] = "auto",
     toy: Annotated[bool, typer.Option(help="Toy sizes, for a CPU test of this script.")] = False,
-    skip_pipeline: Annotated[bool, typer.Option(help="Only the probes.")] = False,
+    skip_pipeline: Annotated[
+        bool, typer.Option(help="Only the probes and the shared-device comparison.")
+    ] = False,
 ) -> None:
     torch.manual_seed(0)
     chosen = resolve_device(device)
@@ -354,10 +464,32 @@ def main(
     name = torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else "cpu"
     summary = {"device": name, "torch": torch.__version__, "toy": toy}
     summary["probes"] = probes(config, chosen, toy, log)
+    with tempfile.TemporaryDirectory() as work:
+        summary["shared_device"] = shared_device(config, chosen, toy, Path(work), log)
     if not skip_pipeline:
         summary["pipeline"] = {amp: pipeline(chosen, amp, log) for amp in AMPS}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "log.txt").write_text(lines.getvalue())
+    failed = failures(summary)
+    if failed:
+        print("\n".join(f"FAILED: {line}" for line in failed), file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def failures(summary: dict) -> list[str]:
+    """What in ``summary`` is not as expected (the probes only measure; these compare)."""
+    failed = []
+    shared = summary["shared_device"]
+    if not shared["within_tolerance"]:
+        failed.append(
+            f"two ranks sharing the device differ from accumulate 2 by {shared['relative']:.2%} "
+            f"of the weights' change (tolerance {SHARED_DEVICE_TOLERANCE:.0%})"
+        )
+    for amp, run in summary.get("pipeline", {}).items():
+        for stage, files in run["differ_under_torchrun"].items():
+            if files:
+                failed.append(f"amp {amp}: {stage} under torchrun differs in {files}")
+    return failed
 
 
 if __name__ == "__main__":

@@ -33,6 +33,26 @@ def test_the_probes_run_every_network_and_inference_step_at_toy_size(tmp_path):
             for name in ("CAM", "walk", "evaluation", "CPU: threshold sweep", "CPU: CAM file")
         }
     assert "AffinityNet, amp bf16" in (tmp_path / "log.txt").read_text()
+    # two gloo ranks on one device trained the weights of one process with accumulate 2
+    shared = summary["shared_device"]
+    assert shared["largest_weight_change"] > 0.01
+    assert shared["within_tolerance"] and shared["relative"] < gpu_check.SHARED_DEVICE_TOLERANCE
+    assert gpu_check.failures(summary) == []
+
+
+def test_a_failed_comparison_is_named():
+    summary = {
+        "shared_device": {"within_tolerance": False, "relative": 0.4},
+        "pipeline": {
+            "off": {"differ_under_torchrun": {"make_cam": [], "evaluate": []}},
+            "bf16": {"differ_under_torchrun": {"make_cam": ["cam/a.npz"], "evaluate": []}},
+        },
+    }
+    assert gpu_check.failures(summary) == [
+        "two ranks sharing the device differ from accumulate 2 by 40.00% of the weights' change "
+        "(tolerance 1%)",
+        "amp bf16: make_cam under torchrun differs in ['cam/a.npz']",
+    ]
 
 
 def test_stage_times_are_read_from_dvc_repro(tmp_path):
