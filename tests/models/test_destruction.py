@@ -83,6 +83,61 @@ def test_destruction_is_a_permutation_of_the_pixels(height, width, grid):
     assert torch.equal(out[1] - out[0], torch.full((height, width), height * width * 1.0))
 
 
+def _two_passes(image: torch.Tensor, grid: int, k: int, generator: torch.Generator):
+    """DCL's region confusion written out as its two passes of slice copies, band by band:
+    the reference the one-gather LDM must equal pixel for pixel (same draws, same order)."""
+    _, height, width = image.shape
+    cell_h, cell_w = height // grid, width // grid
+    rows = [i * cell_h for i in range(grid + 1)]
+    cols = [i * cell_w for i in range(grid + 1)]
+
+    def segments(bounds, order):
+        return torch.cat([torch.arange(bounds[c], bounds[c + 1]) for c in order.tolist()])
+
+    out = image.clone()
+    for r in range(grid):
+        index = segments(cols, neighbourhood_permutation(grid, k, generator))
+        out[:, rows[r] : rows[r + 1], : cols[-1]] = image[:, rows[r] : rows[r + 1]][:, :, index]
+    result = out.clone()
+    for c in range(grid):
+        index = segments(rows, neighbourhood_permutation(grid, k, generator))
+        result[:, : rows[-1], cols[c] : cols[c + 1]] = out[:, index, cols[c] : cols[c + 1]]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "grid", "k"),
+    [(512, 512, 7, 2), (375, 500, 7, 1), (13, 9, 4, 3), (64, 64, 1, 2), (30, 45, 3, 0)],
+)
+def test_the_one_gather_ldm_equals_the_two_passes_of_slice_copies(height, width, grid, k):
+    image = torch.randn(3, height, width)
+    for seed in range(3):
+        expected = _two_passes(image, grid, k, torch.Generator().manual_seed(seed))
+        out = region_confusion(image, grid, k, torch.Generator().manual_seed(seed))
+        assert torch.equal(out, expected)
+
+
+def test_a_seeded_batch_shuffles_each_chosen_image_as_its_own_seed_says():
+    images = torch.randn(6, 3, 40, 52)
+    seeds = torch.tensor([11, 12, 13, 14, 15, 16])
+    out = destruct_batch(images, 4, 2, 0.5, seeds=seeds)
+    kept = 0
+    for image, shuffled, seed in zip(images, out, seeds.tolist(), strict=True):
+        generator = torch.Generator().manual_seed(seed)
+        if torch.rand(1, generator=generator).item() < 0.5:
+            assert torch.equal(shuffled, _two_passes(image, 4, 2, generator))
+        else:
+            kept += 1
+            assert torch.equal(shuffled, image)
+    assert 0 < kept < len(images)  # both branches ran
+    assert torch.equal(destruct_batch(images[2:4], 4, 2, 0.5, seeds=seeds[2:4]), out[2:4])
+
+
+def test_a_grid_finer_than_the_image_is_refused():
+    with pytest.raises(ValueError, match="a 5x40 image cannot be cut into 7\\^2 cells"):
+        destruct_batch(torch.zeros(2, 3, 5, 40), 7, 2, 1.0)
+
+
 def test_probability_zero_is_the_identity_and_seeded_runs_repeat():
     images = torch.randn(4, 3, 28, 28)
     assert torch.equal(destruct_batch(images, 7, 2, 0.0), images)

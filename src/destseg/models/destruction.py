@@ -31,43 +31,61 @@ def _bounds(size: int, cells: int) -> list[int]:
     return [round(i * size / cells) for i in range(cells + 1)]
 
 
-def _segment_index(bounds: list[int], order: torch.Tensor) -> torch.Tensor:
-    """Pixel index along one axis that lays the segments out in ``order``."""
-    return torch.cat([torch.arange(bounds[c], bounds[c + 1]) for c in order.tolist()])
+def cell_orders(grid: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The LDM's draws for one image, (2, grid, grid): for every band of rows the order of its
+    cells (DCL's first pass), then for every band of columns (the second), each a
+    :func:`neighbourhood_permutation`. Drawn in this order on the CPU, where a seeded
+    generator lives, whatever device the image is on."""
+    passes = [[neighbourhood_permutation(grid, k, generator) for _ in range(grid)] for _ in "rc"]
+    return torch.stack([torch.stack(orders) for orders in passes])
+
+
+def source_pixels(orders: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """For ``n`` images' cell orders (n, 2, grid, grid), the flat index (n, height * width) of
+    the input pixel that each output pixel takes, computed on ``orders``' device.
+
+    The cells are height // grid by width // grid pixels, all the same size, so that every cell
+    stays whole through both passes: pass one lays out, in every band of rows, the cells of that
+    band in its order; pass two, in every band of columns, the cells of that band. When ``grid``
+    does not divide a side (512 px, grid 7: 73 px cells), the remainder (1 px there) is a strip
+    along the bottom and right edges that stays in place; cells of unequal sizes would instead
+    leave slivers of one cell inside another after the second pass. Both passes compose into
+    one index, so a batch is shuffled by one gather on the device rather than by two slice
+    copies per band of every image.
+    """
+    grid = orders.shape[-1]
+    cell_h, cell_w = height // grid, width // grid
+    if cell_h == 0 or cell_w == 0:
+        raise ValueError(f"a {height}x{width} image cannot be cut into {grid}^2 cells")
+    n, device = orders.shape[0], orders.device
+    y = torch.arange(height, device=device)
+    cell_y = (y // cell_h).clamp(max=grid - 1)
+    # pass two: in column band c, output row y takes row src_y of pass one's output (n, grid, H)
+    rows = orders[:, 1][:, :, cell_y] * cell_h + (y - cell_y * cell_h)
+    src_y = torch.where(y < grid * cell_h, rows, y)
+    # pass one at that row: its band's order says which cell column lands in column band c
+    band = (src_y // cell_h).clamp(max=grid - 1)
+    c = torch.arange(grid, device=device)[:, None]
+    cols = orders[:, 0].flatten(1).gather(1, (band * grid + c).flatten(1)).view_as(src_y)
+    src_cell = torch.where(src_y < grid * cell_h, cols, c)
+    # where each (row, cell column) starts in the input, and the right strip, which stays put
+    starts = torch.cat(
+        [src_y * width + src_cell * cell_w, (y * width + grid * cell_w).expand(n, 1, -1)], 1
+    )
+    x = torch.arange(width, device=device)
+    cell_x = (x // cell_w).clamp(max=grid)
+    return (starts.transpose(1, 2)[:, :, cell_x] + (x - cell_x * cell_w)).flatten(1)
 
 
 def region_confusion(
     image: torch.Tensor, grid: int, k: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Shuffle the cells of one image (C, H, W) within their neighbourhood (the LDM).
-
-    The cells are H // grid by W // grid pixels, all the same size, so that every cell stays
-    whole through both passes: pass one permutes, in every band of rows, the cells of that band;
-    pass two permutes, in every band of columns, the cells of that band (DCL's swap). When
-    ``grid`` does not divide a side (512 px, grid 7: 73 px cells), the remainder (1 px there) is
-    a strip along the bottom and right edges that stays in place; cells of unequal sizes would
-    instead leave slivers of one cell inside another after the second pass. The result is always
-    a permutation of the pixels.
-    """
+    """Shuffle the cells of one image (C, H, W) within their neighbourhood (the LDM): the
+    :func:`cell_orders` drawn from ``generator``, laid out by :func:`source_pixels`. The
+    result is always a permutation of the pixels."""
     _, height, width = image.shape
-    cell_h, cell_w = height // grid, width // grid
-    if cell_h == 0 or cell_w == 0:
-        raise ValueError(f"a {height}x{width} image cannot be cut into {grid}^2 cells")
-    rows = [i * cell_h for i in range(grid + 1)]
-    cols = [i * cell_w for i in range(grid + 1)]
-    out = image.clone()
-    for r in range(grid):
-        index = _segment_index(cols, neighbourhood_permutation(grid, k, generator))
-        out[:, rows[r] : rows[r + 1], : cols[-1]] = image[:, rows[r] : rows[r + 1]][
-            :, :, index.to(image.device)
-        ]
-    result = out.clone()
-    for c in range(grid):
-        index = _segment_index(rows, neighbourhood_permutation(grid, k, generator))
-        result[:, : rows[-1], cols[c] : cols[c + 1]] = out[
-            :, index.to(image.device), cols[c] : cols[c + 1]
-        ]
-    return result
+    orders = cell_orders(grid, k, generator).to(image.device)
+    return image.flatten(1)[:, source_pixels(orders[None], height, width)[0]].view_as(image)
 
 
 def destruct_batch(
@@ -83,17 +101,27 @@ def destruct_batch(
     The draws come from ``generator`` (torch's global one when None), or, with ``seeds`` (one
     per image), from a generator per image seeded with its seed: then an image is shuffled the
     same way whatever batch it is in, which keeps training with several processes or
-    micro-batches equal to training with one.
+    micro-batches equal to training with one. The draws stay on the CPU; the device gets the
+    chosen images' cell orders in one copy and shuffles them in one gather.
     """
     if seeds is not None and len(seeds) != len(images):
         raise ValueError(f"{len(seeds)} seeds for {len(images)} images")
-    out = images.clone()
     seed_list = seeds.tolist() if seeds is not None else None  # one read from the device
+    chosen, orders = [], []
     for i in range(images.shape[0]):
         if seed_list is not None:
             generator = torch.Generator().manual_seed(int(seed_list[i]))
         if torch.rand(1, generator=generator).item() < probability:
-            out[i] = region_confusion(images[i], grid, k, generator)
+            chosen.append(i)
+            orders.append(cell_orders(grid, k, generator))
+    out = images.clone()
+    if not chosen:
+        return out
+    n, (_, channels, height, width) = len(chosen), images.shape
+    index = torch.tensor(chosen).to(images.device, non_blocking=True)
+    pixels = source_pixels(torch.stack(orders).to(images.device, non_blocking=True), height, width)
+    shuffled = images[index].flatten(2).gather(2, pixels[:, None].expand(n, channels, -1))
+    out[index] = shuffled.view(n, channels, height, width)
     return out
 
 
