@@ -1,12 +1,15 @@
-"""Benchmark: how close the pipeline's engines come to the work they wrap (issue 13).
+"""Benchmark: how close the pipeline's engines come to the work they wrap.
 
-Three ratios, each from one run of the current params on a reproduced pipeline (``data/``):
+Four ratios, each from one run of the current params on a reproduced pipeline (``data/``):
 
 * training: images per second of train_cls's real loop (DataLoader, augmentation, loss,
   backward, step) over those of the same steps on one batch already in memory (>= 0.85 means
   the loader is never the bottleneck);
 * make_cam: the time of ``generate_cams`` (image loading, scales, flips, upsampling, files,
   scoring) over that of the network's forward passes alone on the same inputs (<= 1.3);
+* propagate: the time of ``propagate_cams`` (image and CAM files, AffinityNet, the walk, files)
+  over that of AffinityNet's forward pass and the walk alone on the same inputs in memory
+  (<= 1.3);
 * refine: the time of the refine labelling (CAM files, probabilities, CRF, PNGs, scoring, worker
   processes) over pydensecrf's own time for the same images, run one by one in this process,
   divided by the workers (<= 1.25).
@@ -34,20 +37,25 @@ from torch.utils.data import DataLoader, DistributedSampler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from destseg.affinity.propagation import propagate_cams  # noqa: E402
+from destseg.affinity.walk import _pair_structure, propagate_cam  # noqa: E402
 from destseg.cam.generate import generate_cams, size_batches  # noqa: E402
 from destseg.cam.store import load_cam  # noqa: E402
 from destseg.cam.strided import rescale_image  # noqa: E402
 from destseg.dataset.layout import VOCLayout, image_size, load_image  # noqa: E402
 from destseg.dataset.torch_dataset import VOCDataset, image_to_tensor, train_transform  # noqa: E402
+from destseg.models.affinity_net import AffinityNet  # noqa: E402
 from destseg.models.classifier import Classifier  # noqa: E402
 from destseg.models.model_file import build_model, load_model  # noqa: E402
 from destseg.refine.crf import DenseCRF  # noqa: E402
 from destseg.refine.labellers import cam_probabilities  # noqa: E402
 from destseg.refine.labelling import label_split  # noqa: E402
+from destseg.runtime.device import deterministic  # noqa: E402
 from destseg.training.loop import build_optimizer  # noqa: E402
 from destseg.training.sampling import EpochSampler, SeededSamples  # noqa: E402
 from stages.params.cam import CamParams  # noqa: E402
 from stages.params.cls import ClsParams  # noqa: E402
+from stages.params.propagate import PropagateParams  # noqa: E402
 from stages.params.refine import RefineParams  # noqa: E402
 from stages.refine import labeller  # noqa: E402
 
@@ -144,6 +152,51 @@ def make_cam_ratio(config: dict, layout: VOCLayout, ids: list[str], model_path: 
     return full, forward, full / forward
 
 
+def propagate_ratio(config: dict, layout: VOCLayout, ids: list[str], data: Path):
+    """(propagate seconds, network + walk seconds, ratio) on ``ids``, each the best of
+    alternated runs; each run starts without the walk's cached index structures, so both
+    build them once per grid size."""
+    p = PropagateParams.model_validate(config["propagate"])
+    model, _ = load_model(data / "train_aff" / "model.pt", AffinityNet, torch.device("cpu"))
+    model.eval()
+
+    def stage() -> None:
+        _pair_structure.cache_clear()
+        with tempfile.TemporaryDirectory() as out:
+            propagate_cams(
+                model, layout, ids, cam_dir=data / "cam", out_dir=Path(out), beta=p.beta,
+                exp_times=p.exp_times, normalize=p.normalize, device=torch.device("cpu"),
+                progress=False,
+            )  # fmt: skip
+
+    inputs = []
+    for image_id in ids:
+        image = image_to_tensor(load_image(layout.image_path(image_id)))
+        size = tuple(image.shape[-2:])
+        _, cam = load_cam(data / "cam" / f"{image_id}.npz", len(layout.classes), size)
+        inputs.append((image, torch.from_numpy(cam)))
+
+    @torch.no_grad()
+    def work() -> None:
+        for image, cam in inputs:
+            affinity = model(image[None])[0].float()
+            with deterministic():  # as propagate_cams runs the walk
+                propagate_cam(
+                    cam, affinity, model.radius, p.beta, p.exp_times, model.feature_stride,
+                    p.normalize,
+                )  # fmt: skip
+
+    def alone() -> None:
+        _pair_structure.cache_clear()
+        work()
+
+    # alternated, the best of two each: the first forward passes of a process are slower
+    # (oneDNN builds its kernels), whichever loop runs them
+    runs = [(_timed(stage), _timed(alone)) for _ in range(2)]
+    full, alone_seconds = (min(times) for times in zip(*runs, strict=True))
+    return full, alone_seconds, full / alone_seconds
+
+
 def refine_ratio(config: dict, layout: VOCLayout, ids: list[str], data: Path, threshold: float):
     """(refine seconds, pydensecrf seconds / workers, ratio) on ``ids``."""
     p = RefineParams.model_validate(config["refine"])
@@ -190,6 +243,9 @@ def main(
     print(f"train_cls: {real:.1f} images/s real, {memory:.1f} in memory: ratio {ratio:.3f}")
     full, forward, ratio = make_cam_ratio(config, layout, ids, data / "train_cls" / "model.pt")
     print(f"make_cam: {full:.2f} s, forwards {forward:.2f} s: ratio {ratio:.3f}")
+    if (data / "train_aff" / "model.pt").is_file():
+        full, alone, ratio = propagate_ratio(config, layout, ids, data)
+        print(f"propagate: {full:.2f} s, network + walk {alone:.2f} s: ratio {ratio:.3f}")
     full, own, ratio = refine_ratio(config, layout, ids, data, threshold)
     print(f"refine: {full:.2f} s, pydensecrf / workers {own:.2f} s: ratio {ratio:.3f}")
 

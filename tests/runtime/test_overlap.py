@@ -62,3 +62,25 @@ def test_a_write_error_surfaces_at_the_next_submit_or_at_the_end():
         files.submit(fail)
         time.sleep(0.01)
         files.submit(print, "never")
+
+
+def test_unthreaded_every_load_and_task_runs_inline_in_order():
+    caller, threads, done = threading.get_ident(), set(), []
+
+    def load(item):
+        threads.add(threading.get_ident())
+        done.append(f"load {item}")
+        return item * 10
+
+    def task(n):
+        threads.add(threading.get_ident())
+        done.append(f"write {n}")
+
+    with writer(threaded=False) as files:
+        for _, loaded in prefetch([1, 2], load, threaded=False):
+            files.submit(task, loaded)
+            assert done[-1] == f"write {loaded}"  # written before the loop goes on
+    assert done == ["load 1", "write 10", "load 2", "write 20"]
+    assert threads == {caller}
+    with pytest.raises(OSError, match="disk full"), writer(threaded=False) as files:
+        files.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))

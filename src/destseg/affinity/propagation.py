@@ -48,8 +48,9 @@ def propagate_cams(
         save_cam(out_dir / f"{image_id}.npz", classes, walked)
 
     # reading and writing overlap the network and the walk (destseg.runtime.overlap)
-    with writer() as files:
-        loaded = prefetch(ids, load)
+    threaded = device.type != "cpu"  # see destseg.runtime.overlap
+    with writer(threaded) as files:
+        loaded = prefetch(ids, load, threaded)
         for image_id, (image, classes, cam) in track(
             loaded, total=len(ids), description="propagate", disable=not progress
         ):

@@ -153,8 +153,9 @@ def generate_cams(
                 sweeps[image_id].update(gt, cam, np.asarray(image_classes))
 
     # decoding and writing overlap the network (destseg.runtime.overlap)
-    with writer() as files:
-        loaded = prefetch(batches, load)
+    threaded = device.type != "cpu"  # see destseg.runtime.overlap
+    with writer(threaded) as files:
+        loaded = prefetch(batches, load, threaded)
         for batch, (classes, images) in track(
             loaded, total=len(batches), description="make_cam", disable=not world.main
         ):
