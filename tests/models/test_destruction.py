@@ -133,6 +133,7 @@ def test_a_seeded_batch_shuffles_each_chosen_image_as_its_own_seed_says():
     assert torch.equal(destruct_batch(images[2:4], 4, 2, 0.5, seeds=seeds[2:4]), out[2:4])
 
 
+@pytest.mark.bad_input
 def test_a_grid_finer_than_the_image_is_refused():
     with pytest.raises(ValueError, match="a 5x40 image cannot be cut into 7\\^2 cells"):
         destruct_batch(torch.zeros(2, 3, 5, 40), 7, 2, 1.0)
