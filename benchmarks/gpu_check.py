@@ -423,6 +423,8 @@ def shared_device(config: dict, device: torch.device, toy: bool, work: Path, log
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     args = (port, config, toy, str(device), work)
+    if device.type == "cuda":  # the probes' cached blocks go back to the GPU for the two ranks
+        torch.cuda.empty_cache()
     mp.start_processes(_shared_device_rank, args=args, nprocs=2, start_method="spawn")
     two = torch.load(work / "two_ranks.pt", weights_only=True)
     accumulated = _classifier_steps(config, toy, device, World(), 2, work)

@@ -230,6 +230,17 @@ def _generate(model, layout, ids, out):
     return sweep
 
 
+@pytest.fixture
+def threads(monkeypatch):
+    """make_cam with its reading and writing threads, as beside a GPU (on the CPU it runs
+    them inline)."""
+    asked = []
+    monkeypatch.setattr("destseg.cam.generate.overlaps", lambda device: asked.append(device) or 1)
+    yield
+    assert asked, "make_cam did not ask whether to overlap"
+
+
+@pytest.mark.usefixtures("threads")
 def test_the_overlapped_loop_writes_and_scores_what_a_plain_loop_does(tiny_layout, tmp_path):
     """Decoding and writing run in threads beside the network: the files and the sweep are
     byte for byte those of a loop that does one thing after the other, and the sweep saw the
@@ -262,6 +273,7 @@ def test_the_overlapped_loop_writes_and_scores_what_a_plain_loop_does(tiny_layou
 
 
 @pytest.mark.bad_input
+@pytest.mark.usefixtures("threads")
 def test_an_image_that_fails_to_decode_in_the_reading_thread_is_named(tiny_layout, tmp_path):
     import shutil
 
@@ -271,7 +283,8 @@ def test_an_image_that_fails_to_decode_in_the_reading_thread_is_named(tiny_layou
     shutil.copytree(tiny_layout.root, layout.root)
     ids = layout.ids("train")[:4]
     path = layout.image_path(ids[2])
-    path.write_bytes(path.read_bytes()[:300])  # truncated after its header
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated after its header: the size reads
     model = Classifier("resnet18", len(layout.classes) - 1, False, 16).eval()
     with pytest.raises(ImageFileError, match=f"{ids[2]}.jpg: not a readable image"):
         _generate(model, layout, ids, tmp_path / "cam")

@@ -4,8 +4,9 @@ import threading
 import time
 
 import pytest
+import torch
 
-from destseg.runtime.overlap import prefetch, writer
+from destseg.runtime.overlap import overlaps, prefetch, writer
 
 
 def test_prefetch_yields_in_order_and_loads_the_next_item_meanwhile():
@@ -82,5 +83,13 @@ def test_unthreaded_every_load_and_task_runs_inline_in_order():
             assert done[-1] == f"write {loaded}"  # written before the loop goes on
     assert done == ["load 1", "write 10", "load 2", "write 20"]
     assert threads == {caller}
+
+    def fail():
+        raise OSError("disk full")
+
     with pytest.raises(OSError, match="disk full"), writer(threaded=False) as files:
-        files.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))
+        files.submit(fail)
+
+
+def test_threads_run_beside_an_accelerator_only():
+    assert overlaps(torch.device("cuda", 0)) and not overlaps(torch.device("cpu"))

@@ -15,7 +15,7 @@ from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.models.affinity_net import AffinityNet
 from destseg.runtime.device import deterministic
-from destseg.runtime.overlap import prefetch, writer
+from destseg.runtime.overlap import overlaps, prefetch, writer
 
 
 @torch.no_grad()
@@ -48,7 +48,7 @@ def propagate_cams(
         save_cam(out_dir / f"{image_id}.npz", classes, walked)
 
     # reading and writing overlap the network and the walk (destseg.runtime.overlap)
-    threaded = device.type != "cpu"  # see destseg.runtime.overlap
+    threaded = overlaps(device)
     with writer(threaded) as files:
         loaded = prefetch(ids, load, threaded)
         for image_id, (image, classes, cam) in track(

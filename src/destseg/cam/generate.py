@@ -25,7 +25,7 @@ from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.evaluation.thresholds import sweep_table
 from destseg.models.classifier import Classifier
 from destseg.runtime.distributed import World
-from destseg.runtime.overlap import prefetch, writer
+from destseg.runtime.overlap import overlaps, prefetch, writer
 
 
 @torch.no_grad()
@@ -153,7 +153,7 @@ def generate_cams(
                 sweeps[image_id].update(gt, cam, np.asarray(image_classes))
 
     # decoding and writing overlap the network (destseg.runtime.overlap)
-    threaded = device.type != "cpu"  # see destseg.runtime.overlap
+    threaded = overlaps(device)
     with writer(threaded) as files:
         loaded = prefetch(batches, load, threaded)
         for batch, (classes, images) in track(

@@ -1,7 +1,7 @@
 """Destruction learning (Li et al. 2023): destroy global structure so the classifier must find
 class evidence in scattered local parts, and its CAM covers more of each object.
 
-* :func:`region_confusion` is the Low-Level Destruction Module (LDM): the image is cut into an
+* :func:`destruct_batch` is the Low-Level Destruction Module (LDM): each image is cut into an
   N x N grid and the cells are shuffled with the neighbourhood-limited permutation of DCL's
   region confusion mechanism (Chen et al., CVPR 2019), first along every row of cells, then along
   every column, so that no cell moves 2k places or more along either axis.
@@ -77,17 +77,6 @@ def source_pixels(orders: torch.Tensor, height: int, width: int) -> torch.Tensor
     return (starts.transpose(1, 2)[:, :, cell_x] + (x - cell_x * cell_w)).flatten(1)
 
 
-def region_confusion(
-    image: torch.Tensor, grid: int, k: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Shuffle the cells of one image (C, H, W) within their neighbourhood (the LDM): the
-    :func:`cell_orders` drawn from ``generator``, laid out by :func:`source_pixels`. The
-    result is always a permutation of the pixels."""
-    _, height, width = image.shape
-    orders = cell_orders(grid, k, generator).to(image.device)
-    return image.flatten(1)[:, source_pixels(orders[None], height, width)[0]].view_as(image)
-
-
 def destruct_batch(
     images: torch.Tensor,
     grid: int,
@@ -96,7 +85,9 @@ def destruct_batch(
     generator: torch.Generator | None = None,
     seeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply :func:`region_confusion` to each image of a batch with ``probability``.
+    """Shuffle the cells of each image of a batch (N, C, H, W) within their neighbourhood with
+    ``probability`` (DCL's region confusion): the :func:`cell_orders` of each chosen image, laid
+    out by :func:`source_pixels`; always a permutation of each image's pixels.
 
     The draws come from ``generator`` (torch's global one when None), or, with ``seeds`` (one
     per image), from a generator per image seeded with its seed: then an image is shuffled the
