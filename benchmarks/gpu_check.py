@@ -384,7 +384,7 @@ def _classifier_steps(
     model = networks(config, toy)["classifier (LDM + MDC)"][0]
     fix_batch_norm(model)
 
-    def loss(network, b):
+    def loss(network, b, _progress):
         logits = network(b["image"], seeds=b["seed"])
         return F.multilabel_soft_margin_loss(logits.float(), b["target"])
 

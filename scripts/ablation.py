@@ -62,6 +62,22 @@ VARIANTS = {
     },
 }
 
+# The positive controls (docs/results.md, "Positive controls"): each on the plain classifier
+# with its reference's recipe as params.yaml scales it (cls.puzzle, recam). Fixed before any run.
+CONTROLS = {
+    "recam": {"cls.ldm.enabled": "false", "cls.mdc.enabled": "false", "recam.enabled": "true"},
+    "puzzle": {
+        "cls.ldm.enabled": "false",
+        "cls.mdc.enabled": "false",
+        "cls.puzzle.enabled": "true",
+    },
+}
+CONTROL_VARIANTS = {
+    "baseline": VARIANTS["baseline"],
+    **CONTROLS,
+    "ldm-mdc": VARIANTS["ldm-mdc"],
+}
+
 # The constellation regime that passed the premise check (docs/results.md, R9): the part's
 # evidence is an arrangement of dots that region confusion at grid 4, k 2 destroys.
 CONSTELLATION = {
@@ -74,12 +90,14 @@ CONSTELLATION = {
     "cls.ldm.k": "2",
 }
 CONSTELLATION_VARIANTS = {
-    name: VARIANTS[name] for name in ("baseline", "ldm", "mdc", "ldm-mdc", "ldm-mdc-branch")
+    **{name: VARIANTS[name] for name in ("baseline", "ldm", "mdc", "ldm-mdc", "ldm-mdc-branch")},
+    **CONTROLS,
 }
 
 # (column in the table, metrics file, key in that file)
 METRICS = [
     ("classifier mAP", "data/metrics/train_cls/metrics.json", "val.map"),
+    ("ReCAM phase mAP", "data/metrics/train_recam/metrics.json", "val.map"),
     ("CAM threshold", "data/metrics/make_cam.json", "threshold"),
     ("CAM mIoU", "data/metrics/make_cam.json", "miou"),
     ("CAM object recall", "data/metrics/make_cam.json", "fg_recall"),
@@ -90,6 +108,18 @@ METRICS = [
 ]
 # The results compared per seed against the baseline (``paired``).
 PAIRED = ["CAM mIoU", "pseudo-mask mIoU", "segmentation mIoU"]
+
+# With --cam-only, experiments run the pipeline up to make_cam (DVC's run cache then serves those
+# stages to the whole runs queued later), are named with this prefix, and are tabulated on the
+# metrics of those stages alone: the later stages' metrics files in such an experiment are the
+# commit's, not its own.
+CAM_ONLY = "cam-"
+CAM_STAGE = "make_cam"
+CAM_METRICS_FILES = (
+    "data/metrics/train_cls/metrics.json",
+    "data/metrics/train_recam/metrics.json",
+    "data/metrics/make_cam.json",
+)
 
 # Experiment names are git refs, hence "affinitycrf" for refine.method affinity+crf.
 METHODS = {
@@ -142,6 +172,14 @@ STUDIES = {
         also_paired=(("ldm-mdc-branch", "ldm-mdc"),),
     ),
     "refine": Study(METHODS, METHOD_METRICS, Path("data/refine_methods")),
+    # the controls beside the baseline and the paper's method on the default demo
+    "controls": Study(
+        CONTROL_VARIANTS,
+        METRICS,
+        Path("data/controls"),
+        prefix="demo-",
+        baseline="baseline",
+    ),
 }
 
 # `dvc exp show` states of experiments whose metrics are their own (None: run outside the queue)
@@ -152,17 +190,21 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def queue_commands(
-    seeds: list[int], study: str = "destruction", variants: list[str] | None = None
+    seeds: list[int],
+    study: str = "destruction",
+    variants: list[str] | None = None,
+    cam_only: bool = False,
 ) -> list[list[str]]:
     """The `dvc exp run --queue` command of every variant of ``study`` (or of ``variants``, in
     that order) and seed, seed by seed: a queue stopped part-way leaves whole seeds, every
-    variant paired with its baseline."""
+    variant paired with its baseline. ``cam_only``: up to make_cam, named ``cam-...``."""
     spec = STUDIES[study]
     commands = []
     for seed in seeds:
         for variant in variants or spec.variants:
-            name = f"{spec.prefix}{variant}-seed{seed}"
+            name = f"{CAM_ONLY if cam_only else ''}{spec.prefix}{variant}-seed{seed}"
             command = ["dvc", "exp", "run", "--queue", "-n", name]
+            command += [CAM_STAGE] if cam_only else []
             overrides = {**spec.base, **spec.variants[variant], "seed": str(seed)}
             for key, value in overrides.items():
                 command += ["-S", f"{key}={value}"]
@@ -182,16 +224,18 @@ def finished(
     study: str = "destruction",
     seeds: list[int] | None = None,
     required: bool = True,
+    cam_only: bool = False,
 ) -> list[tuple[dict, str, int]]:
     """(row, variant, seed) of every finished experiment of ``study`` in `dvc exp show` rows
-    (of ``seeds`` only, if given), in the study's variant order, then by seed; none found is an
-    error when ``required``."""
+    (of ``seeds`` only, if given; the ``cam-`` ones with ``cam_only``), in the study's variant
+    order, then by seed; none found is an error when ``required``."""
     spec = STUDIES[study]
+    prefix = f"{CAM_ONLY if cam_only else ''}{spec.prefix}"
     variants = list(spec.variants)
     found = []
     for row in rows:
         name = str(row.get("Experiment") or "")
-        match = NAME.match(name.removeprefix(spec.prefix)) if name.startswith(spec.prefix) else None
+        match = NAME.match(name.removeprefix(prefix)) if name.startswith(prefix) else None
         if match is None or match["variant"] not in variants:
             continue
         if row.get("State") not in FINISHED:  # a queued or running row shows stale metrics
@@ -209,12 +253,16 @@ def runs(
     study: str = "destruction",
     seeds: list[int] | None = None,
     required: bool = True,
+    cam_only: bool = False,
 ) -> pd.DataFrame:
     """One row per finished experiment of ``study`` (variant, seed, metrics) from
-    `dvc exp show`, of ``seeds`` only if given."""
+    `dvc exp show`, of ``seeds`` only if given; with ``cam_only`` the ``cam-`` experiments on
+    the metrics up to make_cam."""
     metrics = STUDIES[study].metrics
+    if cam_only:
+        metrics = [m for m in metrics if m[1] in CAM_METRICS_FILES]
     records = []
-    for row, variant, seed in finished(rows, study, seeds, required):
+    for row, variant, seed in finished(rows, study, seeds, required, cam_only):
         record = {"variant": variant, "seed": seed}
         record |= {column: _metric(row, file, key) for column, file, key in metrics}
         records.append(record)
@@ -315,7 +363,9 @@ def paired_markdown(differences: pd.DataFrame) -> str:
     return shown.fillna("").to_markdown(index=False, disable_numparse=True)
 
 
-StudyOption = Annotated[str, typer.Option(help="destruction, constellation or refine.")]
+StudyOption = Annotated[
+    str, typer.Option(help="destruction, constellation, refine or controls.")
+]
 SeedsOption = Annotated[
     list[int] | None,
     typer.Option(
@@ -329,6 +379,13 @@ KeepOption = Annotated[
     typer.Option(
         help="Keep the runs already in the output's runs file that `dvc exp show` does not "
         "list (experiments of another clone or machine); a run in both is read again."
+    ),
+]
+CamOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        help="Experiments up to make_cam only, named cam-<...>: the CAM rows first, the whole "
+        "runs (whose first stages DVC's run cache then restores) later; tables <out>_cam."
     ),
 ]
 RevOption = Annotated[
@@ -351,12 +408,13 @@ def queue(
         list[str] | None,
         typer.Option(help="Only this variant (repeat for several, queued in this order)."),
     ] = None,
+    cam_only: CamOnlyOption = False,
 ):
     """Queue one DVC experiment per variant and seed."""
     unknown = set(variant or []) - set(STUDIES[_check(study)].variants)
     if unknown:
         raise typer.BadParameter(f"{sorted(unknown)}: not variants of the {study} study")
-    for command in queue_commands(seeds, study, variant):
+    for command in queue_commands(seeds, study, variant, cam_only):
         subprocess.run(command, check=True)
 
 
@@ -367,13 +425,17 @@ def collect(
     rev: RevOption = None,
     seeds: SeedsOption = None,
     keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
     import dvc.api
 
     out = out or STUDIES[_check(study)].out
-    frame = runs(dvc.api.exp_show(revs=rev), study, seeds, required=not keep)
+    if cam_only:
+        out = out.with_name(f"{out.name}_cam")
+    frame = runs(dvc.api.exp_show(revs=rev), study, seeds, not keep, cam_only)
+    compared = ["CAM mIoU"] if cam_only else PAIRED
     if keep:
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
     table = summarize(frame)
@@ -383,7 +445,7 @@ def collect(
     markdown = to_markdown(table)
     baseline = STUDIES[study].baseline
     if baseline is not None:
-        differences = paired(frame, baseline, PAIRED)
+        differences = paired(frame, baseline, compared)
         differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
         markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + paired_markdown(
             differences
@@ -391,7 +453,7 @@ def collect(
     for variant, reference in STUDIES[study].also_paired:
         both = frame[frame["variant"].isin([variant, reference])]
         if both["variant"].nunique() == 2:
-            differences = paired(both, reference, PAIRED)
+            differences = paired(both, reference, compared)
             differences.to_csv(
                 out.with_name(f"{out.name}_{variant}_vs_{reference}.csv"), index=False
             )
@@ -442,10 +504,12 @@ def profile(
     seeds: SeedsOption = None,
     study: StudyOption = "destruction",
     keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
 ):
     """Where the CAM of each finished experiment of the study is strong (synthetic
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
-    background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv)."""
+    background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv). The CAMs of a
+    cam-only experiment are those of its whole run: the same output file either way."""
     import dvc.api
 
     spec = STUDIES[_check(study)]
@@ -453,7 +517,7 @@ def profile(
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
         for row, variant, seed in finished(
-            dvc.api.exp_show(revs=rev), _check(study), seeds, required=not keep
+            dvc.api.exp_show(revs=rev), _check(study), seeds, not keep, cam_only
         )
     ]
     frame = pd.DataFrame(records)

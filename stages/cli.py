@@ -34,6 +34,13 @@ SegmenterOption = Annotated[Path, typer.Option("--model", help="Segmenter model 
 
 # train_aff writes its model under this name in its folder; an empty folder means no affinity.
 AFFINITY_MODEL_FILE = "model.pt"
+# train_recam writes ReCAM's classifier under this name in its folder; an empty folder means no
+# ReCAM phase, and make_cam reads the classifier of train_cls.
+RECAM_MODEL_FILE = "model.pt"
+ClassifierOption = Annotated[Path, typer.Option("--model", help="Classifier model file.")]
+RecamOption = Annotated[
+    Path, typer.Option(help=f"ReCAM's folder: its {RECAM_MODEL_FILE}, if any, replaces --model.")
+]
 
 
 class StageError(Exception):

@@ -21,7 +21,17 @@ from destseg.models.model_file import load_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group, shared_directory
 from destseg.runtime.files import atomic_path, write_json
-from stages.cli import DatasetOption, MetricsOption, ParamsOption, check_outputs, reported, require
+from stages.cli import (
+    RECAM_MODEL_FILE,
+    ClassifierOption,
+    DatasetOption,
+    MetricsOption,
+    ParamsOption,
+    RecamOption,
+    check_outputs,
+    reported,
+    require,
+)
 from stages.params.cam import CamParams
 from stages.params.cam_scales import check_mdc_scales
 from stages.params.dist import read_dist
@@ -38,9 +48,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: ParamsOption = Path("params.yaml"),
     dataset: DatasetOption = Path("data/dataset"),
-    model_path: Annotated[Path, typer.Option("--model", help="Classifier model file.")] = Path(
-        "data/train_cls/model.pt"
-    ),
+    model_path: ClassifierOption = Path("data/train_cls/model.pt"),
+    recam: RecamOption = Path("data/train_recam"),
     out: Annotated[Path, typer.Option(help="Folder of CAM files to write.")] = Path("data/cam"),
     metrics: MetricsOption = Path("data/metrics/make_cam.json"),
     sweep_plot: Annotated[Path, typer.Option(help="mIoU per threshold (CSV).")] = Path(
@@ -48,7 +57,8 @@ def main(
     ),
 ) -> None:
     """Write one CAM file per image of splits.train; score those of splits.score_cams at
-    cam.threshold (with ``auto``, the best threshold on splits.tune) and over a sweep."""
+    cam.threshold (with ``auto``, the best threshold on splits.tune) and over a sweep. The
+    classifier is --model, or ReCAM's where train_recam wrote one into --recam."""
     check_outputs("make_cam", folders=[out], files=[metrics, sweep_plot])
     p = read_params(params, "cam", CamParams)
     run = read_run(params)
@@ -60,6 +70,9 @@ def main(
     tune = tuning_ids(
         layout, splits.train, splits.score_cams, splits.tune, wanted_by=policy.needs_tuning
     )
+    require(model_path, "classifier model file (run the train_cls stage)")
+    if (require(recam, "ReCAM folder (run the train_recam stage)") / RECAM_MODEL_FILE).is_file():
+        model_path = recam / RECAM_MODEL_FILE
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return

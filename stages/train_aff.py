@@ -40,7 +40,7 @@ from stages.recipe import train_and_save
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def pair_loss(model, batch, radius: int):
+def pair_loss(model, batch, _progress: float, radius: int):
     # the radius comes from the params: under DistributedDataParallel ``model`` is the wrapper
     affinity = model(batch["image"])
     return affinity_loss(affinity, training_pairs(radius, affinity, batch["mask"]))["total"]

@@ -6,8 +6,6 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated
 
-import torch
-import torch.nn.functional as F
 import typer
 
 from destseg.dataset.layout import VOCLayout
@@ -15,6 +13,7 @@ from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
 from destseg.models.classifier import Classifier, branch_names
+from destseg.models.classifier_loss import LossTerms, classifier_loss
 from destseg.runtime.device import model_device
 from stages.cli import (
     CheckpointOption,
@@ -36,25 +35,17 @@ from stages.recipe import train_and_save
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def multilabel_loss(model, batch, branches: list[str], branch_loss: float = 0.0):
-    """The multi-label loss of the stacked logits, plus ``branch_loss`` times the mean of each
-    branch's own (cls.branch_loss); with several ``branches`` (their names), each one's own loss
-    is reported too (``loss_<name>``), whether it is trained on or not."""
-    # float32 logits: autocast leaves this loss's logsigmoid in bf16/fp16 otherwise; the
-    # per-image seeds fix each image's LDM shuffle whatever process or batch it lands in
-    if len(branches) == 1:
-        logits = model(batch["image"], seeds=batch["seed"]).float()
-        return F.multilabel_soft_margin_loss(logits, batch["target"])
-    logits, own = model(batch["image"], seeds=batch["seed"], each_branch=True)
-    loss = F.multilabel_soft_margin_loss(logits.float(), batch["target"])
-    own_losses = [
-        F.multilabel_soft_margin_loss(own[:, b].float(), batch["target"])
-        for b in range(own.shape[1])
-    ]
-    terms = {f"loss_{n}": value.detach() for n, value in zip(branches, own_losses, strict=True)}
-    if branch_loss:
-        loss = loss + branch_loss * torch.stack(own_losses).mean()
-    return loss, terms
+def loss_terms(p: ClsParams) -> LossTerms:
+    """What the classifier's loss adds to the stacked logits' multi-label loss: each branch's
+    own loss (``branch_loss``), Puzzle-CAM's terms (``puzzle``)."""
+    puzzle = p.puzzle
+    return LossTerms(
+        branches=tuple(branch_names(**p.variant())),
+        branch_loss=p.branch_loss,
+        tiles=puzzle.tiles if puzzle.enabled else 0,
+        alpha=puzzle.alpha,
+        alpha_ramp=puzzle.alpha_ramp,
+    )
 
 
 @app.command()
@@ -94,7 +85,7 @@ def main(
         Classifier,
         config,
         train_set,
-        partial(multilabel_loss, branches=branch_names(**variant), branch_loss=p.branch_loss),
+        partial(classifier_loss, terms=loss_terms(p)),
         p=p,
         run=run,
         dist=dist,

@@ -32,7 +32,7 @@ from stages.recipe import train_and_save
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def segmentation_loss(model, batch):
+def segmentation_loss(model, batch, _progress: float):
     logits = model(batch["image"]).float()  # the loss in float32 under autocast too
     return F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX)
 

@@ -30,12 +30,22 @@ class MdcParams(Section):
     activation: StrictBool
 
 
+class PuzzleParams(Section):
+    """Puzzle-CAM (destseg.models.puzzle): the whole image's CAM asked to match its tiles'."""
+
+    enabled: StrictBool
+    tiles: Annotated[int, Field(ge=2)]  # tiles per side (the reference's 4 pieces: 2)
+    alpha: Annotated[float, Field(ge=0)]  # the reconstruction loss's final weight
+    alpha_ramp: Probability  # share of the training over which that weight grows from 0
+
+
 class ClsParams(TrainParams):
     ldm: LdmParams
     mdc: MdcParams
     # weight of the mean of each branch's own multi-label loss beside the loss of the stacked
     # logits (0: the stacked loss alone, as the paper writes it)
     branch_loss: Annotated[float, Field(ge=0)]
+    puzzle: PuzzleParams
 
     @model_validator(mode="after")
     def _modules_fit_the_crop(self) -> ClsParams:
@@ -52,6 +62,25 @@ class ClsParams(TrainParams):
                     f"feature map the MDC sees on a crop of {self.crop_size} px (encoder stage "
                     f"{self.mdc.position}, output_stride {self.output_stride})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _tiles_fit_the_crop(self) -> ClsParams:
+        if not self.puzzle.enabled:
+            return self
+        tiles, crop, stride = self.puzzle.tiles, self.crop_size, self.output_stride
+        tile = crop // tiles
+        if crop % tiles or tiles * feature_size(tile, stride) != feature_size(crop, stride):
+            raise ValueError(
+                f"puzzle.tiles ({tiles}) does not cut crop_size ({crop}) into tiles whose CAMs "
+                f"stitch into the whole crop's: crop_size must be a multiple of tiles x "
+                f"output_stride ({tiles * stride})"
+            )
+        if self.mdc.enabled and self.mdc.grid > feature_size(tile, stride, self.mdc.position):
+            raise ValueError(
+                f"mdc.grid ({self.mdc.grid}) is larger than the feature map the MDC sees on a "
+                f"{tile} px Puzzle-CAM tile (crop_size / puzzle.tiles)"
+            )
         return self
 
     def variant(self) -> dict:

@@ -25,6 +25,7 @@ TOP_LEVEL_KEYS = (
     "data",
     "splits",
     "cls",
+    "recam",
     "cam",
     "aff_labels",
     "aff",

@@ -141,6 +141,7 @@ def test_make_cam_reports_at_the_threshold_best_on_tune(tmp_path, tiny_layout):
         "make_cam",
         params,
         *("--dataset", str(tiny_layout.root), "--model", str(tmp_path / "cls.pt")),
+        *("--recam", str(tmp_path)),  # no ReCAM model.pt in it: --model makes the CAMs
         *("--out", str(tmp_path / "cam"), "--metrics", str(metrics), "--sweep-plot", str(sweep)),
     )
     assert result.exit_code == 0, result.output

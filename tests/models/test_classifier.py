@@ -50,7 +50,8 @@ def test_each_branchs_own_logits_add_up_to_the_logits(variant):
     model = _model(ldm, mdc).train()
     x, seeds = torch.randn(2, 3, 64, 64), torch.tensor([3, 4])
     with torch.no_grad():
-        logits, own = model(x, seeds=seeds, each_branch=True)
+        out = model(x, seeds=seeds, each_branch=True)
+        logits, own = out["logits"], out["branches"]
         assert own.shape == (2, 1 + (ldm is not None) + (mdc is not None), 3)
         assert torch.equal(logits, model(x, seeds=seeds))  # the same pass, the same numbers
         torch.testing.assert_close(own.sum(1), logits, rtol=1e-5, atol=1e-5)
@@ -66,7 +67,7 @@ def test_each_branchs_own_logits_add_up_to_the_logits(variant):
 def test_a_loss_per_branch_is_added_to_the_stacked_loss_with_its_weight():
     import torch.nn.functional as F
 
-    from stages.train_cls import multilabel_loss
+    from destseg.models.classifier_loss import LossTerms, classifier_loss
 
     model = _model(LDM, MDC).train()
     batch = {
@@ -74,19 +75,21 @@ def test_a_loss_per_branch_is_added_to_the_stacked_loss_with_its_weight():
         "seed": torch.tensor([1, 2]),
         "target": torch.tensor([[1.0, 0, 1], [0, 1, 0]]),
     }
-    names = ["ldm", "plain", "mdc"]
+    names = ("ldm", "plain", "mdc")
     with torch.no_grad():
-        stacked, terms = multilabel_loss(model, batch, names)
-        logits, own = model(batch["image"], seeds=batch["seed"], each_branch=True)
+        stacked, terms = classifier_loss(model, batch, 0.0, LossTerms(names))
+        out = model(batch["image"], seeds=batch["seed"], each_branch=True)
+        own = out["branches"]
         branches = [F.multilabel_soft_margin_loss(own[:, b], batch["target"]) for b in range(3)]
-        torch.testing.assert_close(stacked, F.multilabel_soft_margin_loss(logits, batch["target"]))
+        expected = F.multilabel_soft_margin_loss(out["logits"], batch["target"])
+        torch.testing.assert_close(stacked, expected)
         # each branch's own loss is reported whether it is trained on or not
         assert list(terms) == ["loss_ldm", "loss_plain", "loss_mdc"]
         torch.testing.assert_close(torch.stack(list(terms.values())), torch.stack(branches))
-        weighted, _ = multilabel_loss(model, batch, names, branch_loss=0.5)
+        weighted, _ = classifier_loss(model, batch, 0.0, LossTerms(names, branch_loss=0.5))
         torch.testing.assert_close(weighted, stacked + 0.5 * sum(branches) / 3)
     plain = _model(None, None).train()
-    alone = multilabel_loss(plain, batch, ["plain"])  # one branch: nothing to report beside it
+    alone = classifier_loss(plain, batch, 0.0)  # one branch: nothing to report beside it
     assert isinstance(alone, torch.Tensor) and alone.requires_grad
 
 

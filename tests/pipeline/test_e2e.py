@@ -296,7 +296,8 @@ CODE_EDITS = {
     "stages/params/refine.py": {"refine"},
     "stages/params/refine_method.py": {"aff_labels", "refine"},
     "src/destseg/affinity/walk.py": {"propagate"},
-    "src/destseg/training/checkpoint.py": {"train_cls", "train_aff", "train_seg"},
+    "src/destseg/training/checkpoint.py": {"train_cls", "train_recam", "train_aff", "train_seg"},
+    "src/destseg/models/recam.py": {"train_cls", "train_recam", "make_cam"},
 }
 
 
@@ -329,7 +330,9 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     params["seed"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(["dvc", "status", "--json"], root, env))
-    assert set(status) == {"refine", "evaluate", "train_cls", "train_aff", "train_seg"}
+    assert set(status) == {
+        "refine", "evaluate", "train_cls", "train_recam", "train_aff", "train_seg",
+    }  # fmt: skip
 
 
 def _stagesrun(output: str) -> set[str]:
@@ -367,6 +370,52 @@ def test_refine_method_runs_only_the_stages_it_needs(repo):
     output = run(["dvc", "repro"], root, env)
     assert not _stagesrun(output)
     assert _json(root / "data/metrics/refine.json") == before
+
+
+def _write_params(root, params):
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.e2e
+def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(repo):
+    root, env = repo
+    run(["git", "checkout", "params.yaml"], root, env)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    # ReCAM is a stage of its own: its keys rerun it (and, once its output changes, make_cam
+    # on); the classifier of train_cls is not retrained
+    params["recam"]["enabled"] = True
+    _write_params(root, params)
+    assert set(json.loads(run(["dvc", "status", "--json"], root, env))) == {"train_recam"}
+    # Puzzle-CAM is a loss of train_cls (ReCAM's stage reads cls for its own recipe)
+    params["recam"]["enabled"] = False
+    params["cls"]["puzzle"]["enabled"] = True
+    _write_params(root, params)
+    status = set(json.loads(run(["dvc", "status", "--json"], root, env)))
+    assert status == {"train_cls", "train_recam"}
+    run(["git", "checkout", "params.yaml"], root, env)
+    # both at once, on the LDM + MDC classifier, as a DVC experiment beside the workspace
+    overrides = {
+        "cls.puzzle.enabled": "true",
+        "cls.epochs": "2",
+        "recam.enabled": "true",
+        "recam.epochs": "2",
+        "aff.epochs": "1",
+        "seg.epochs": "1",
+    }
+    command = ["dvc", "exp", "run", "--temp", "-n", "controls"]
+    output = run(command + [f"-S{k}={v}" for k, v in overrides.items()], root, env)
+    assert "train_recam" in output
+    from dvc.api import exp_show
+
+    rows = [r for r in exp_show(repo=str(root)) if r.get("Experiment") == "controls"]
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert 0 <= row["data/metrics/train_recam/metrics.json:val.map"] <= 1
+    assert row["train.loss_recam"] > 0  # ReCAM's term, logged by train_recam
+    assert row["train.loss_tiled"] > 0 and row["train.loss_reconstruction"] >= 0  # Puzzle-CAM
+    assert 0 <= row["data/metrics/make_cam.json:miou"] <= 1
+    assert 0 <= row["data/metrics/evaluate.json:miou"] <= 1
+    assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}  # workspace untouched
 
 
 @pytest.mark.e2e

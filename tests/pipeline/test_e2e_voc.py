@@ -15,9 +15,10 @@ import hashlib
 import json
 
 import pytest
-from conftest import ROOT, listed
+import yaml
+from conftest import ROOT, listed, pinned
 from http_server import LocalServer, Served
-from pipeline_repo import reproduce
+from pipeline_repo import reproduce, run, set_dotted
 from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
 
 from destseg.dataset.layout import VOCLayout, load_image
@@ -44,19 +45,21 @@ def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
 
 @pytest.fixture(scope="module")
 def voc_repo(tmp_path_factory):
+    """The repository reproduced with configs/voc2012.yaml on VOC-shaped archives: its root, the
+    archives, the environment to run DVC in, and the toy-size overrides."""
     archives = voc_shaped_archives(VOC_SIZES_HALF)
     repo = tmp_path_factory.mktemp("voc_repo")
     served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
     with LocalServer(served) as url:
         overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
         overrides["gallery.ids"] = archives.voc_train  # VOC's own ids are not in these archives
-        root, _ = reproduce(repo, overrides, base=CONFIG)
-    return root, archives
+        root, env = reproduce(repo, overrides, base=CONFIG)
+    return root, archives, env, overrides
 
 
 @pytest.mark.e2e
 def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
-    root, archives = voc_repo
+    root, archives, _, _ = voc_repo
     layout = VOCLayout(root / "data" / "dataset")
     assert layout.classes == CLASSES
     train_aug = layout.ids("train_aug")
@@ -78,3 +81,33 @@ def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
         assert scores[key] in candidates() and 0 <= scores["tune_miou"] <= 1
     table = (metrics / "evaluate_per_class.csv").read_text().splitlines()
     assert len(table) == 1 + 21
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["voc2012-recam", "voc2012-puzzle"])
+def test_the_control_configurations_make_their_cams_as_shipped(voc_repo, name):
+    """configs/voc2012-recam.yaml and voc2012-puzzle.yaml with the same toy sizes, in the
+    repository the paper's configuration ran in: they differ from it in the classifier alone
+    (tests/stages/test_configs.py), so the stages from train_cls to make_cam are theirs, and the
+    dataset, unchanged, is not prepared again. Puzzle-CAM's 4 micro-batches become 1: two
+    training images make a batch of 2."""
+    root, _, env, overrides = voc_repo
+    params = pinned(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
+    for dotted, value in overrides.items():
+        set_dotted(params, dotted, value)
+    params["cls"]["accumulate"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run(["dvc", "repro", "make_cam"], root, env)
+    assert "Running stage 'train_cls'" in output and "Running stage 'prepare'" not in output
+    train_aug = VOCLayout(root / "data" / "dataset").ids("train_aug")
+    assert sorted(p.stem for p in listed(root / "data" / "cam")) == sorted(train_aug)
+    metrics = root / "data" / "metrics"
+    assert 0 <= json.loads((metrics / "make_cam.json").read_text())["miou"] <= 1
+    trained = json.loads((metrics / "train_cls" / "metrics.json").read_text())
+    recam = json.loads((metrics / "train_recam" / "metrics.json").read_text())
+    if name == "voc2012-recam":
+        assert [p.name for p in listed(root / "data" / "train_recam")] == ["model.pt"]
+        assert recam["train"]["loss_recam"] > 0 and 0 <= recam["val"]["map"] <= 1
+    else:
+        assert trained["train"]["loss_tiled"] > 0 and recam == {}
+        assert not any(listed(root / "data" / "train_recam"))

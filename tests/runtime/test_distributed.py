@@ -39,7 +39,7 @@ EPOCHS, BATCH = 2, 4
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 
 
-def _loss(model, batch):
+def _loss(model, batch, _progress=0.0):
     logits = model(batch["image"], seeds=batch["seed"])
     return torch.nn.functional.multilabel_soft_margin_loss(logits, batch["target"])
 
@@ -57,11 +57,11 @@ def _train(root: Path, checkpoint: Path, world: World, accumulate: int, stop_at:
     optimizer = build_optimizer("sgd", model.param_groups(0.05, 10, 1e-4))
     steps = [0]
 
-    def loss(network, batch):
+    def loss(network, batch, progress):
         steps[0] += 1
         if steps[0] == stop_at:
             raise Killed
-        return _loss(network, batch)
+        return _loss(network, batch, progress)
 
     schedule = Schedule(EPOCHS, BATCH, seed=3, accumulate=accumulate)
     cpu = Precision(torch.device("cpu"))

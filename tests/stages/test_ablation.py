@@ -197,3 +197,38 @@ def test_recorded_runs_fill_in_what_dvc_exp_show_lacks(tmp_path):
     assert len(ablation.with_recorded(empty, record, "destruction")) == 4
     with pytest.raises(ValueError, match="none in"):
         ablation.with_recorded(empty, record, "destruction", seeds=[5])
+
+
+def test_the_controls_study_queues_each_control_on_the_plain_classifier():
+    commands = ablation.queue_commands([3], study="controls")
+    names = [c[c.index("-n") + 1] for c in commands]
+    assert names == [f"demo-{v}-seed3" for v in ("baseline", "recam", "puzzle", "ldm-mdc")]
+    recam, puzzle = commands[1], commands[2]
+    for command in (recam, puzzle):
+        assert "cls.ldm.enabled=false" in command and "cls.mdc.enabled=false" in command
+    assert "recam.enabled=true" in recam and "cls.puzzle.enabled=true" not in recam
+    assert "cls.puzzle.enabled=true" in puzzle and "recam.enabled=true" not in puzzle
+    regime = ablation.queue_commands([0], study="constellation", variants=["recam", "puzzle"])
+    assert all("data.synthetic.part_style=constellation" in c for c in regime)
+
+
+def test_cam_only_experiments_stop_at_make_cam_and_are_tabulated_on_its_metrics_alone():
+    (command,) = ablation.queue_commands([0], "controls", ["recam"], cam_only=True)
+    assert command[command.index("-n") + 1 : command.index("-n") + 3] == [
+        "cam-demo-recam-seed0",
+        "make_cam",
+    ]
+    rows = [
+        _row("cam-demo-baseline-seed0", 0.5, 0.6),
+        _row("demo-baseline-seed0", 0.9, 0.9),  # a whole run: not a cam-only one
+        {
+            **_row("cam-demo-recam-seed0", 0.6, 0.9),
+            "data/metrics/train_recam/metrics.json:val.map": 0.8,
+        },
+    ]
+    frame = ablation.runs(rows, "controls", cam_only=True)
+    assert list(frame["variant"]) == ["baseline", "recam"] and list(frame["CAM mIoU"]) == [0.5, 0.6]
+    # the later stages' metrics files are the commit's in such an experiment: not read
+    assert "segmentation mIoU" not in frame and "pseudo-mask mIoU" not in frame
+    assert frame["ReCAM phase mAP"].tolist()[1] == 0.8
+    assert list(ablation.runs(rows, "controls")["CAM mIoU"]) == [0.9]

@@ -1,5 +1,5 @@
-"""configs/voc2012.yaml and configs/coco2014.yaml: valid params files for every stage, with the
-keys of params.yaml and the settings their comments trace."""
+"""configs/: the real-data configurations (VOC 2012, its two positive controls, COCO 2014), valid
+params files for every stage, with the keys of params.yaml and the settings their comments trace."""
 
 import pytest
 import yaml
@@ -16,6 +16,7 @@ from stages.params.evaluate import EvaluateParams
 from stages.params.gallery import GalleryParams
 from stages.params.propagate import PropagateParams
 from stages.params.reader import read_params
+from stages.params.recam import RecamParams
 from stages.params.refine import RefineParams
 from stages.params.run import RunParams, read_run
 from stages.params.seg import SegParams
@@ -23,6 +24,9 @@ from stages.params.splits import SplitParams
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
 COCO = ROOT / "configs" / "coco2014.yaml"
+RECAM = ROOT / "configs" / "voc2012-recam.yaml"
+PUZZLE = ROOT / "configs" / "voc2012-puzzle.yaml"
+CONFIGS = {"voc2012": CONFIG, "voc2012-recam": RECAM, "voc2012-puzzle": PUZZLE, "coco2014": COCO}
 # Every section of params.yaml and its schema (besides the top-level RunParams keys), each in
 # its own module of stages/params/
 SECTIONS = {
@@ -30,6 +34,7 @@ SECTIONS = {
     "dist": DistParams,
     "splits": SplitParams,
     "cls": ClsParams,
+    "recam": RecamParams,
     "cam": CamParams,
     "aff_labels": AffLabelsParams,
     "aff": AffParams,
@@ -51,7 +56,7 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("path", [CONFIG, COCO, PARAMS], ids=["voc2012", "coco2014", "params"])
+@pytest.mark.parametrize("path", [*CONFIGS.values(), PARAMS], ids=[*CONFIGS, "params"])
 def test_every_section_has_a_schema_and_validates(path):
     tree = yaml.safe_load(path.read_text())
     assert set(tree) == set(SECTIONS) | set(RunParams.model_fields)
@@ -60,7 +65,7 @@ def test_every_section_has_a_schema_and_validates(path):
         read_params(path, section, schema)
 
 
-@pytest.mark.parametrize("path", [CONFIG, COCO], ids=["voc2012", "coco2014"])
+@pytest.mark.parametrize("path", CONFIGS.values(), ids=list(CONFIGS))
 def test_it_has_exactly_the_keys_of_params_yaml(path):
     config = yaml.safe_load(path.read_text())
     assert _keys(config) == _keys(yaml.safe_load((ROOT / "params.yaml").read_text()))
@@ -77,7 +82,7 @@ def test_the_official_coco_archives_are_the_defaults_everywhere():
         "annotations_url": coco2014.ANNOTATIONS_ARCHIVE.url,
         "annotations_md5": coco2014.ANNOTATIONS_ARCHIVE.md5,
     }
-    for path in (CONFIG, COCO, PARAMS):
+    for path in (*CONFIGS.values(), PARAMS):
         section = yaml.safe_load(path.read_text())["data"]["coco2014"]
         assert {k: section[k] for k in official} == official, path.name
 
@@ -152,3 +157,56 @@ def test_its_steps_are_irns():
     )  # fmt: skip
     assert config["propagate"]["normalize"] == "global" and config["propagate"]["exp_times"] == 8
     assert config["refine"]["propagated_bg_threshold"] == "auto"
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    """Every dotted key whose value differs between two params trees: (value in a, in b)."""
+    found = {}
+    for key in a.keys() | b.keys():
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found |= _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            found[prefix + key] = (x, y)
+    return found
+
+
+def test_the_recam_configuration_is_the_papers_with_recams_classifier_only():
+    """zhaozhengChen/ReCAM run_sample.py, step/train_recam.py and net/resnet50_cam.py: the plain
+    classifier with IRN's recipe but layer1 and layer2 trained (no stage2 detach), then
+    train_recam's 4 epochs at 0.1 x 5e-4 for the network and 5e-4 for the head, loss weight 1."""
+    voc, recam = yaml.safe_load(CONFIG.read_text()), yaml.safe_load(RECAM.read_text())
+    assert _differences(voc, recam) == {
+        "cls.ldm.enabled": (True, False),
+        "cls.mdc.enabled": (True, False),
+        "cls.freeze_through": ("layer2", "stem"),
+        "recam.enabled": (False, True),
+    }
+    section = recam["recam"]
+    assert (section["epochs"], section["lr"], section["head_lr_mult"]) == (4, 5e-5, 10)
+    assert section["loss_weight"] == 1.0 and recam["cls"]["batch_size"] == 16
+
+
+def test_the_puzzle_configuration_is_the_papers_with_puzzle_cams_classifier_only():
+    """OFRIN/PuzzleCAM train_classification_with_puzzle.py with its README's ResNet settings:
+    batch 32 over 4 GPUs (BatchNorm per GPU: 8 images), 15 epochs, lr 0.1 (momentum slot 1e-4,
+    as IRN's PolyOptimizer), BatchNorm learning, nothing frozen, 2 x 2 tiles, L1 masked
+    reconstruction at alpha 4 reached over half the training."""
+    voc, puzzle = yaml.safe_load(CONFIG.read_text()), yaml.safe_load(PUZZLE.read_text())
+    assert _differences(voc, puzzle) == {
+        "cls.ldm.enabled": (True, False),
+        "cls.mdc.enabled": (True, False),
+        "cls.puzzle.enabled": (False, True),
+        "cls.batch_size": (16, 32),
+        "cls.epochs": (5, 15),
+        "cls.accumulate": (1, 4),
+        "cls.freeze_bn": (True, False),
+        "cls.freeze_through": ("layer2", "none"),
+    }
+    cls = puzzle["cls"]
+    assert (cls["lr"], cls["weight_decay"], cls["momentum"], cls["head_lr_mult"]) == (
+        0.1, 1e-4, 1e-4, 10,
+    )  # fmt: skip
+    assert cls["puzzle"] == {"enabled": True, "tiles": 2, "alpha": 4.0, "alpha_ramp": 0.5}
+    assert cls["batch_size"] // cls["accumulate"] == 8
+    assert read_params(PUZZLE, "cls", ClsParams).crop_size % (2 * cls["output_stride"]) == 0

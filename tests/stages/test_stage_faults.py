@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,13 @@ def _classifier(path, num_classes, mdc=None):
     save_model(path, build_model(Classifier, config), config)
 
 
+def _no_recam(tmp_path: Path) -> Path:
+    """train_recam's folder when ReCAM is off: empty, so make_cam reads --model."""
+    folder = tmp_path / "train_recam"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def test_make_cam_refuses_scales_the_models_mdc_cannot_take(tmp_path, tiny_layout):
     mdc = {"grid": 2, "position": 4, "shared": True, "activation": True}
     _classifier(tmp_path / "cls.pt", 3, mdc)
@@ -156,6 +164,8 @@ def test_make_cam_refuses_scales_the_models_mdc_cannot_take(tmp_path, tiny_layou
         str(tmp_path / "cls.pt"),
         "--out",
         str(out),
+        "--recam",
+        str(_no_recam(tmp_path)),
     ]
     result = _invoke("make_cam", params, *args, "--metrics", str(tmp_path / "m.json"))
     assert result.exit_code == 1 and "cam.scales: at scale 0.25" in _one_error_line(result)
@@ -166,6 +176,7 @@ def test_make_cam_refuses_a_classifier_of_another_dataset(tmp_path, tiny_layout)
     _classifier(tmp_path / "cls.pt", 5)  # the tiny dataset has 3 classes besides background
     params = write_params(tmp_path, device="cpu")
     args = ["--dataset", str(tiny_layout.root), "--model", str(tmp_path / "cls.pt")]
+    args += ["--recam", str(_no_recam(tmp_path))]
     result = _invoke("make_cam", params, *args, "--out", str(tmp_path / "cam"))
     assert result.exit_code == 1
     assert "cls.pt: the model predicts 5 classes, the dataset" in _one_error_line(result)

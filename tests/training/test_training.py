@@ -13,7 +13,7 @@ from destseg.training.loop import Schedule, build_optimizer, fit
 from destseg.training.sampling import epoch_seed
 
 
-def _loss(model, batch):
+def _loss(model, batch, _progress=0.0):
     return F.multilabel_soft_margin_loss(model(batch["image"]), batch["target"])
 
 
@@ -47,8 +47,8 @@ def _train(
 def test_terms_a_loss_reports_are_logged_per_epoch_and_leave_training_unchanged(
     tiny_layout, tmp_path
 ):
-    def with_terms(model, batch):
-        loss = _loss(model, batch)
+    def with_terms(model, batch, progress):
+        loss = _loss(model, batch, progress)
         return loss, {"half": loss.detach() / 2, "one": torch.ones(())}
 
     logs: dict[str, list] = {"without": [], "with": []}
@@ -261,7 +261,7 @@ def _autocast_on_cpu(dtype):
 def test_bf16_training_runs_the_network_in_bf16_and_keeps_float32_weights(tiny_layout, tmp_path):
     seen = []
 
-    def loss(model, batch):
+    def loss(model, batch, _progress):
         logits = model(batch["image"])
         seen.append(logits.dtype)
         return F.multilabel_soft_margin_loss(logits, batch["target"])

@@ -68,3 +68,23 @@ def load_model(
         # every output would be NaN, scored as all-background: say so instead
         raise ValueError(f"{path}: the weights hold NaN or infinite values (did training diverge?)")
     return model.to(device).eval(), state["config"]
+
+
+def load_weights(model: nn.Module, path: Path, network: Network) -> dict[str, Any]:
+    """Load the ``network`` stored at ``path`` into ``model``, a network of the same kind built
+    with a config that may add layers to the stored one (ReCAM's head on a trained classifier):
+    every stored weight must fit, the added ones keep their initialisation. Returns the stored
+    config."""
+    stored, config = load_model(path, network, torch.device("cpu"))
+    try:
+        missing, unexpected = model.load_state_dict(stored.state_dict(), strict=False)
+    except RuntimeError as err:  # a shape mismatch; its second line names the weight
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ValueError(
+            f"{path}: its weights do not fit the network to train ({lines[-1]})"
+        ) from None
+    added = {name for name, _ in model.named_parameters()} - set(stored.state_dict())
+    if unexpected or set(missing) - added:
+        first = (unexpected or sorted(set(missing) - added))[0]
+        raise ValueError(f"{path}: its weights do not fit the network to train ({first})")
+    return config

@@ -108,9 +108,13 @@ def sync_batch_norm(module: nn.Module) -> None:
             sync_batch_norm(child)
 
 
-# A loss function returns the loss to minimise, or that and named terms to log beside it
-# (detached, each a mean over the batch, e.g. each branch's own loss): ``train/<name>`` per epoch.
-LossFn = Callable[[nn.Module, dict], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
+# A loss function takes the network, a batch and the training's progress (the share of its steps
+# taken before this one, 0 at the first: for weights that ramp up, e.g. Puzzle-CAM's) and
+# returns the loss to minimise, or that and named terms to log beside it (detached, each a mean
+# over the batch, e.g. each branch's own loss): ``train/<name>`` per epoch.
+LossFn = Callable[
+    [nn.Module, dict, float], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+]
 Validate = Callable[[nn.Module], dict[str, float]]
 EpochLog = Callable[[int, dict[str, float]], None]
 
@@ -272,14 +276,15 @@ def train_epoch(
     count = 0
     with progress_bar(world.main) as progress:
         task = progress.add_task(f"epoch {epoch + 1}/{schedule.epochs}", total=steps)
-        for _ in range(steps):
+        for step in range(steps):
+            done = (epoch * steps + step) / (schedule.epochs * steps)  # before this step
             run.optimizer.zero_grad(set_to_none=True)
             for part in range(schedule.accumulate):
                 batch = next(batches)
                 # gradients are averaged across processes on the last micro-batch only
                 last = part == schedule.accumulate - 1
                 with nullcontext() if last or world.size == 1 else run.network.no_sync():
-                    loss, terms = _loss(run.network, batch, loss_fn, precision, epoch)
+                    loss, terms = _loss(run.network, batch, loss_fn, precision, epoch, done)
                     run.scaler.scale(loss / schedule.accumulate).backward()
                 for name, value in {"loss": loss, **terms}.items():
                     weighted = value.detach().double() * len(batch["id"])
@@ -295,12 +300,17 @@ def train_epoch(
 
 
 def _loss(
-    network: nn.Module, batch: dict, loss_fn: LossFn, precision: Precision, epoch: int
+    network: nn.Module,
+    batch: dict,
+    loss_fn: LossFn,
+    precision: Precision,
+    epoch: int,
+    progress: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one micro-batch under ``precision``'s autocast, and the terms the loss
     function reports; a loss that is not finite stops training with the advice that fits."""
     with precision.autocast():
-        loss = loss_fn(network, to_device(batch, precision.device))
+        loss = loss_fn(network, to_device(batch, precision.device), progress)
     loss, terms = loss if isinstance(loss, tuple) else (loss, {})
     if not torch.isfinite(loss):
         advice = "" if precision.dtype is None else f" or set amp off ({precision.name})"
