@@ -18,7 +18,7 @@ of ``splits.score_cams``. Criteria fixed before any destruction variant is train
 (a) confused mAP at least 15 points below intact; (b) part >= 90 %, body <= 60 %,
 background <= 10 % above the threshold.
 
-    python benchmarks/premise_check.py [--params params.yaml] [--set data.synthetic.x=y ...]
+    python -m studies.premise_check [--params params.yaml] [--set data.synthetic.x=y ...]
         [--seed 0] [--work /tmp/premise]
 """
 
@@ -35,18 +35,16 @@ import torch
 import typer
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
+from destseg.cam.profile import region_profile
+from destseg.cam.store import load_cam
+from destseg.dataset.layout import VOCLayout
+from destseg.dataset.sources.synthetic import SyntheticSpec
+from destseg.dataset.torch_dataset import VOCDataset
+from destseg.models.classifier import Classifier
+from destseg.models.model_file import load_model
+from studies.branch_profile import branch_map
 
-from branch_profile import branch_map  # noqa: E402
-
-from destseg.cam.profile import region_profile  # noqa: E402
-from destseg.cam.store import load_cam  # noqa: E402
-from destseg.dataset.layout import VOCLayout  # noqa: E402
-from destseg.dataset.sources.synthetic import SyntheticSpec  # noqa: E402
-from destseg.dataset.torch_dataset import VOCDataset  # noqa: E402
-from destseg.models.classifier import Classifier  # noqa: E402
-from destseg.models.model_file import load_model  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the repository: its stages run here
 
 
 def with_overrides(params: dict, overrides: list[str]) -> dict:

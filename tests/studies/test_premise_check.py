@@ -1,16 +1,13 @@
 """benchmarks/premise_check.py: the regime it trains on is params.yaml with the user's overrides,
 read as YAML, and a key that does not exist is refused rather than added."""
 
-import sys
 
 import pytest
 import typer
 import yaml
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import premise_check
+from studies import premise_check
 
 
 def test_overrides_are_read_as_yaml_into_existing_keys():

@@ -3,15 +3,12 @@ dataset, and loading them (on the CPU)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import torch
 import typer
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.dataset.layout import VOCLayout
 from destseg.models.classifier import Classifier

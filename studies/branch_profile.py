@@ -12,22 +12,17 @@ term of the logits), on intact images and on region-confused ones (the LDM's own
 seeded): if the LDM branch recognises shuffled images, it learned evidence that survives the
 shuffle (bodies, textures, parts inside one cell), not the global layout.
 
-    python benchmarks/branch_profile.py [--params params.yaml] [--model data/train_cls/model.pt]
+    python -m studies.branch_profile [--params params.yaml] [--model data/train_cls/model.pt]
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import typer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
 from destseg.cam.profile import class_regions
 from destseg.cam.strided import upsample_strided
@@ -36,6 +31,7 @@ from destseg.dataset.sources.synthetic import SyntheticSpec, generate
 from destseg.dataset.torch_dataset import VOCDataset, image_to_tensor
 from destseg.evaluation.metrics import multilabel_scores
 from destseg.models.destruction import destruct_batch
+from studies.classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
 
 def branch_names(model) -> list[str]:

@@ -10,12 +10,11 @@ fitted on the train images' vectors is scored by its accuracy on the val images'
 over the number of classes). The encoder is frozen; only the probe learns, so a higher accuracy
 means that the encoder's features separate the classes by their bodies.
 
-    python benchmarks/body_probe.py [--params params.yaml] [--model data/train_cls/model.pt]
+    python -m studies.body_probe [--params params.yaml] [--model data/train_cls/model.pt]
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,13 +23,10 @@ import torch
 import torch.nn.functional as F
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from classifier_run import ModelOption, ParamsOption
-
 from destseg.dataset.sources.synthetic import SyntheticSpec, generate
 from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.models.classifier import Classifier
+from studies.classifier_run import ModelOption, ParamsOption
 
 
 def painted_out(spec: SyntheticSpec) -> SyntheticSpec:

@@ -1,18 +1,13 @@
 """benchmarks/body_probe.py: the linear probe of an encoder on the bodies alone."""
 
-import sys
 from dataclasses import replace
 
 import numpy as np
 import torch
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import body_probe
 
 from destseg.dataset.sources.synthetic import SyntheticSpec, generate
 from destseg.dataset.torch_dataset import image_to_tensor
+from studies import body_probe
 
 SPEC = SyntheticSpec(
     num_classes=3, image_size=64, train_images=6, val_images=3, part_style="constellation"

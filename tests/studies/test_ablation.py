@@ -1,26 +1,24 @@
+"""The multi-seed studies: what they queue, and the tables they make of the runs, by hand."""
+
 import math
-import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import ablation
+from studies.ablation import designs, experiments, tables
 
 
 def test_queue_commands_cover_every_variant_and_seed():
-    commands = ablation.queue_commands([0, 1, 2])
-    assert len(commands) == 3 * len(ablation.VARIANTS) == 18
+    commands = experiments.queue_commands([0, 1, 2])
+    assert len(commands) == 3 * len(designs.VARIANTS) == 18
     names = [c[c.index("-n") + 1] for c in commands]
     assert len(set(names)) == 18 and "ldm-mdc-seed2" in names
-    assert all(ablation.NAME.match(name)["variant"] in ablation.VARIANTS for name in names)
+    assert all(experiments.NAME.match(name)["variant"] in designs.VARIANTS for name in names)
     assert "cls.ldm.grid=8" in commands[names.index("ldm-grid8-seed0")]
     baseline = commands[names.index("baseline-seed1")]
     assert "cls.ldm.enabled=false" in baseline and "cls.mdc.enabled=false" in baseline
     assert "seed=1" in baseline and baseline[:5] == ["dvc", "exp", "run", "--queue", "-n"]
-    assert names[:6] == [f"{variant}-seed0" for variant in ablation.VARIANTS]  # seed by seed
+    assert names[:6] == [f"{variant}-seed0" for variant in designs.VARIANTS]  # seed by seed
     assert "cls.branch_loss=1.0" in commands[names.index("ldm-mdc-branch-seed2")]
 
 
@@ -46,21 +44,21 @@ def test_summary_means_and_standard_deviations_by_hand():
         {**_row("ldm-seed3", 0.9, 0.9), "State": "Failed"},
         {"Experiment": None, "rev": "workspace"},
     ]
-    frame = ablation.runs(rows)
+    frame = experiments.runs(rows)
     assert list(zip(frame["variant"], frame["seed"], strict=True)) == [
         ("baseline", 0),
         ("baseline", 1),
         ("ldm", 0),
     ]
-    assert list(ablation.runs(rows, seeds=[1])["seed"]) == [1]  # the seeds asked for only
-    table = ablation.summarize(frame)
+    assert list(experiments.runs(rows, seeds=[1])["seed"]) == [1]  # the seeds asked for only
+    table = tables.summarize(frame)
     assert list(table.index) == ["baseline", "ldm"]
     assert table.loc["baseline", ("seeds", "")] == 2
     assert table.loc["baseline", ("CAM mIoU", "mean")] == pytest.approx(0.6)
     assert table.loc["baseline", ("CAM mIoU", "std")] == pytest.approx(math.sqrt(0.02))
     assert table.loc["baseline", ("segmentation mIoU", "mean")] == pytest.approx(0.5)
     assert math.isnan(table.loc["ldm", ("CAM mIoU", "std")])
-    markdown = ablation.to_markdown(table)
+    markdown = tables.to_markdown(table)
     assert "0.600 ± 0.141" in markdown
     ldm_line = next(line for line in markdown.splitlines() if line.startswith("| ldm "))
     assert "0.600" in ldm_line and "±" not in ldm_line
@@ -68,11 +66,11 @@ def test_summary_means_and_standard_deviations_by_hand():
 
 def test_summary_without_ablation_experiments_is_an_error():
     with pytest.raises(ValueError, match="no experiment"):
-        ablation.runs([{"Experiment": "other"}])
+        experiments.runs([{"Experiment": "other"}])
 
 
 def test_the_refine_study_queues_and_collects_the_methods():
-    commands = ablation.queue_commands([0, 1], study="refine")
+    commands = experiments.queue_commands([0, 1], study="refine")
     names = [c[c.index("-n") + 1] for c in commands]
     assert sorted(names) == sorted(
         f"method-{m}-seed{s}" for m in ("crf", "affinity", "affinitycrf") for s in (0, 1)
@@ -84,10 +82,10 @@ def test_the_refine_study_queues_and_collects_the_methods():
         {**_row("method-crf-seed0", 0.5, 0.6), "data/metrics/refine.json:fg_precision": 0.9},
         _row("baseline-seed0", 0.5, 0.6),  # the other study
     ]
-    frame = ablation.runs(rows, study="refine")
+    frame = experiments.runs(rows, study="refine")
     assert list(frame["variant"]) == ["method-crf", "method-affinity"]  # the study's order
     assert list(frame["pseudo-mask precision"]) == [0.9, 0.8]
-    table = ablation.summarize(frame)
+    table = tables.summarize(frame)
     assert "classifier mAP" not in table.columns.get_level_values(0)
     assert table.loc["method-affinity", ("segmentation mIoU", "mean")] == 0.7
 
@@ -100,7 +98,7 @@ def test_paired_differences_by_hand():
             "CAM mIoU": [0.50, 0.70, 0.60, 0.99, 0.55, 0.73, 0.58],
         }
     )
-    row = ablation.paired(frame, "baseline", ["CAM mIoU"]).iloc[0]
+    row = tables.paired(frame, "baseline", ["CAM mIoU"]).iloc[0]
     assert row["variant"] == "ldm" and row["seeds"] == 3
     assert row["differences"] == "+5.0 +3.0 -2.0"
     assert row["mean"] == pytest.approx(2.0)
@@ -112,13 +110,13 @@ def test_paired_differences_by_hand():
 
 def test_paired_markdown_keeps_the_differences_as_written():
     frame = pd.DataFrame({"variant": ["baseline", "ldm"], "seed": [0, 0], "CAM mIoU": [0.5, 0.499]})
-    markdown = ablation.paired_markdown(ablation.paired(frame, "baseline", ["CAM mIoU"]))
+    markdown = tables.paired_markdown(tables.paired(frame, "baseline", ["CAM mIoU"]))
     row = markdown.splitlines()[2]
     assert "| -0.1 " in row and "-0.100" not in row  # one seed: no interval, no p
 
 
 def test_the_constellation_study_runs_every_variant_on_its_regime():
-    commands = ablation.queue_commands(
+    commands = experiments.queue_commands(
         [0, 1], study="constellation", variants=["baseline", "ldm-mdc-branch"]
     )
     names = [c[c.index("-n") + 1] for c in commands]
@@ -137,10 +135,10 @@ def test_the_constellation_study_runs_every_variant_on_its_regime():
         {**_row("baseline-seed0", 0.9, 0.9), "State": "Success"},  # the demo's, not this study's
         {**_row("constellation-ldm-mdc-seed0", 0.4, 0.5), "State": "Success"},
     ]
-    frame = ablation.runs(rows, study="constellation")
+    frame = experiments.runs(rows, study="constellation")
     assert list(frame["variant"]) == ["baseline", "ldm-mdc"]
     assert list(frame["CAM mIoU"]) == [0.5, 0.4]
-    assert list(ablation.runs(rows)["CAM mIoU"]) == [0.9]  # and the demo's study only its own
+    assert list(experiments.runs(rows)["CAM mIoU"]) == [0.9]  # and the demo's study only its own
 
 
 def test_the_branch_tables_average_per_variant_and_branch():
@@ -162,7 +160,7 @@ def test_the_branch_tables_average_per_variant_and_branch():
         ],
         columns=["variant", "seed", "branch", "epoch", "loss"],
     )
-    markdown = ablation.branch_markdown(maps, losses)
+    markdown = tables.branch_markdown(maps, losses)
     ldm = next(line for line in markdown.splitlines() if line.startswith("| ldm-mdc: LDM"))
     assert "0.400 ± 0.141" in ldm and "0.300 ± 0.141" in ldm  # mAPs over the two seeds
     assert "| ldm-mdc   |       2 | 0.800 ± 0.141" in markdown  # the probe once per run
@@ -182,8 +180,8 @@ def test_recorded_runs_fill_in_what_dvc_exp_show_lacks(tmp_path):
             {"variant": "baseline", "seed": 7, "CAM mIoU": 0.99},
         ]
     ).to_csv(record, index=False)
-    new = ablation.runs([_row("ldm-seed0", 0.45, 0.5), _row("baseline-seed1", 0.55, 0.6)])
-    merged = ablation.with_recorded(new, record, "destruction", seeds=[0, 1])
+    new = experiments.runs([_row("ldm-seed0", 0.45, 0.5), _row("baseline-seed1", 0.55, 0.6)])
+    merged = experiments.with_recorded(new, record, "destruction", seeds=[0, 1])
     assert list(zip(merged["variant"], merged["seed"], strict=True)) == [
         ("baseline", 0),
         ("baseline", 1),
@@ -191,16 +189,16 @@ def test_recorded_runs_fill_in_what_dvc_exp_show_lacks(tmp_path):
         ("ldm-mdc", 0),
     ]
     assert merged["CAM mIoU"].tolist() == [0.50, 0.55, 0.45, 0.40]
-    assert ablation.with_recorded(new, tmp_path / "absent.csv", "destruction") is new
+    assert experiments.with_recorded(new, tmp_path / "absent.csv", "destruction") is new
     # nothing new: the record alone; nothing anywhere: an error
-    empty = ablation.runs([], "destruction", required=False)
-    assert len(ablation.with_recorded(empty, record, "destruction")) == 4
+    empty = experiments.runs([], "destruction", required=False)
+    assert len(experiments.with_recorded(empty, record, "destruction")) == 4
     with pytest.raises(ValueError, match="none in"):
-        ablation.with_recorded(empty, record, "destruction", seeds=[5])
+        experiments.with_recorded(empty, record, "destruction", seeds=[5])
 
 
 def test_the_controls_study_queues_each_control_on_the_plain_classifier():
-    commands = ablation.queue_commands([3], study="controls")
+    commands = experiments.queue_commands([3], study="controls")
     names = [c[c.index("-n") + 1] for c in commands]
     assert names == [f"demo-{v}-seed3" for v in ("baseline", "recam", "puzzle", "ldm-mdc")]
     recam, puzzle = commands[1], commands[2]
@@ -208,12 +206,12 @@ def test_the_controls_study_queues_each_control_on_the_plain_classifier():
         assert "cls.ldm.enabled=false" in command and "cls.mdc.enabled=false" in command
     assert "recam.enabled=true" in recam and "cls.puzzle.enabled=true" not in recam
     assert "cls.puzzle.enabled=true" in puzzle and "recam.enabled=true" not in puzzle
-    regime = ablation.queue_commands([0], study="constellation", variants=["recam", "puzzle"])
+    regime = experiments.queue_commands([0], study="constellation", variants=["recam", "puzzle"])
     assert all("data.synthetic.part_style=constellation" in c for c in regime)
 
 
 def test_cam_only_experiments_stop_at_make_cam_and_are_tabulated_on_its_metrics_alone():
-    (command,) = ablation.queue_commands([0], "controls", ["recam"], cam_only=True)
+    (command,) = experiments.queue_commands([0], "controls", ["recam"], cam_only=True)
     assert command[command.index("-n") + 1 : command.index("-n") + 3] == [
         "cam-demo-recam-seed0",
         "make_cam",
@@ -226,9 +224,9 @@ def test_cam_only_experiments_stop_at_make_cam_and_are_tabulated_on_its_metrics_
             "data/metrics/train_recam/metrics.json:val.map": 0.8,
         },
     ]
-    frame = ablation.runs(rows, "controls", cam_only=True)
+    frame = experiments.runs(rows, "controls", cam_only=True)
     assert list(frame["variant"]) == ["baseline", "recam"] and list(frame["CAM mIoU"]) == [0.5, 0.6]
     # the later stages' metrics files are the commit's in such an experiment: not read
     assert "segmentation mIoU" not in frame and "pseudo-mask mIoU" not in frame
     assert frame["ReCAM phase mAP"].tolist()[1] == 0.8
-    assert list(ablation.runs(rows, "controls")["CAM mIoU"]) == [0.9]
+    assert list(experiments.runs(rows, "controls")["CAM mIoU"]) == [0.9]

@@ -1,16 +1,11 @@
 """benchmarks/branch_profile.py splits the CAM into its branches' terms: they must add up to it."""
 
-import sys
 
 import torch
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import branch_profile
 
 from destseg.cam.strided import upsample_strided
 from destseg.models.classifier import Classifier
+from studies import branch_profile
 
 
 def test_the_branch_terms_add_up_to_the_cam_in_the_order_of_the_stacked_features():

@@ -10,13 +10,12 @@ images only, and scores the CAMs of splits.score_cams with each (mIoU at cam.thr
 on splits.tune when auto, and at the best threshold of the sweep), plus how far the two sets of
 statistics lie apart.
 
-    python benchmarks/ldm_bn_statistics.py [--params params.yaml] [--model data/train_cls/model.pt]
+    python -m studies.bn_statistics [--params params.yaml] [--model data/train_cls/model.pt]
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,14 +25,11 @@ import typer
 from torch import nn
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
-
 from destseg.cam.generate import ThresholdSweep, generate_cams
 from destseg.dataset.torch_dataset import VOCDataset
 from destseg.evaluation.metrics import segmentation_scores
 from destseg.evaluation.thresholds import best_threshold, candidates
+from studies.classifier_run import DatasetOption, ModelOption, ParamsOption, load_classifier_run
 
 
 @torch.no_grad()

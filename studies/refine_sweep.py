@@ -6,12 +6,11 @@ CAMs, walked again with each ``propagate.normalize`` rule from the trained Affin
 methods ``affinity`` (thresholded) and ``affinity+crf`` against ``refine.propagated_bg_threshold``.
 Prints the best threshold of each (method, normalisation) and writes the whole sweep as CSV.
 
-    python benchmarks/refine_sweep.py [--params params.yaml] [--data data] [--out sweep.csv]
+    python -m studies.refine_sweep [--params params.yaml] [--data data] [--out sweep.csv]
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -22,8 +21,6 @@ import pandas as pd
 import torch
 import typer
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.affinity.propagation import propagate_cams
 from destseg.affinity.walk import NORMALIZATIONS

@@ -9,21 +9,18 @@ region's pixels above the threshold make_cam scored at (for the background: the 
 positives); with ``cam.threshold: auto`` that is the threshold chosen on splits.tune, read
 from make_cam's metrics. Only the images of splits.score_cams (the reported ones) count.
 
-    python benchmarks/cam_profile.py [--params params.yaml] [--cams data/cam]
+    python -m studies.cam_profile [--params params.yaml] [--cams data/cam]
         [--metrics data/metrics/make_cam.json] [--dataset data/dataset]
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.cam.profile import region_profile
 from destseg.cam.store import load_cam

@@ -1,0 +1,209 @@
+"""The command: ``python -m studies.ablation queue|collect|profile|branches`` (see the package)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from studies.ablation import __doc__ as DOC
+from studies.ablation.designs import PAIRED, STUDIES
+from studies.ablation.experiments import (
+    experiment_branches,
+    experiment_profile,
+    finished,
+    queue_commands,
+    runs,
+    with_recorded,
+)
+from studies.ablation.tables import (
+    branch_markdown,
+    paired,
+    paired_markdown,
+    summarize,
+    to_markdown,
+)
+
+app = typer.Typer(add_completion=False, help=DOC)
+
+
+StudyOption = Annotated[
+    str, typer.Option(help="destruction, constellation, refine or controls.")
+]
+SeedsOption = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--seed",
+        help="Only this training seed (repeat for several): e.g. the seeds "
+        "every variant has finished.",
+    ),
+]
+KeepOption = Annotated[
+    bool,
+    typer.Option(
+        help="Keep the runs already in the output's runs file that `dvc exp show` does not "
+        "list (experiments of another clone or machine); a run in both is read again."
+    ),
+]
+CamOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        help="Experiments up to make_cam only, named cam-<...>: the CAM rows first, the whole "
+        "runs (whose first stages DVC's run cache then restores) later; tables <out>_cam."
+    ),
+]
+RevOption = Annotated[
+    list[str] | None,
+    typer.Option(help="A commit the experiments were queued from (HEAD); repeat for several."),
+]
+
+
+def _check(study: str) -> str:
+    if study not in STUDIES:
+        raise typer.BadParameter(f"{study!r}: choose one of {', '.join(STUDIES)}")
+    return study
+
+
+@app.command()
+def queue(
+    seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0, 1, 2],  # noqa: B006
+    study: StudyOption = "destruction",
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this variant (repeat for several, queued in this order)."),
+    ] = None,
+    cam_only: CamOnlyOption = False,
+):
+    """Queue one DVC experiment per variant and seed."""
+    unknown = set(variant or []) - set(STUDIES[_check(study)].variants)
+    if unknown:
+        raise typer.BadParameter(f"{sorted(unknown)}: not variants of the {study} study")
+    for command in queue_commands(seeds, study, variant, cam_only):
+        subprocess.run(command, check=True)
+
+
+@app.command()
+def collect(
+    study: StudyOption = "destruction",
+    out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
+    rev: RevOption = None,
+    seeds: SeedsOption = None,
+    keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
+):
+    """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
+    <out>_runs.csv (per experiment)."""
+    import dvc.api
+
+    out = out or STUDIES[_check(study)].out
+    if cam_only:
+        out = out.with_name(f"{out.name}_cam")
+    frame = runs(dvc.api.exp_show(revs=rev), study, seeds, not keep, cam_only)
+    compared = ["CAM mIoU"] if cam_only else PAIRED
+    if keep:
+        frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    table = summarize(frame)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    table.to_csv(out.with_suffix(".csv"))
+    markdown = to_markdown(table)
+    baseline = STUDIES[study].baseline
+    if baseline is not None:
+        differences = paired(frame, baseline, compared)
+        differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
+        markdown += "\n\nPaired against the baseline (mIoU points):\n\n" + paired_markdown(
+            differences
+        )
+    for variant, reference in STUDIES[study].also_paired:
+        both = frame[frame["variant"].isin([variant, reference])]
+        if both["variant"].nunique() == 2:
+            differences = paired(both, reference, compared)
+            differences.to_csv(
+                out.with_name(f"{out.name}_{variant}_vs_{reference}.csv"), index=False
+            )
+            markdown += f"\n\n{variant} paired against {reference} (mIoU points):\n\n"
+            markdown += paired_markdown(differences)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+@app.command()
+def profile(
+    out: Annotated[
+        Path | None, typer.Option(help="Output path without suffix (<study's out>_profile).")
+    ] = None,
+    rev: RevOption = None,
+    seeds: SeedsOption = None,
+    study: StudyOption = "destruction",
+    keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
+):
+    """Where the CAM of each finished experiment of the study is strong (synthetic
+    data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
+    background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv). The CAMs of a
+    cam-only experiment are those of its whole run: the same output file either way."""
+    import dvc.api
+
+    spec = STUDIES[_check(study)]
+    out = out or spec.out.with_name(f"{spec.out.name}_profile")
+    records = [
+        {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
+        for row, variant, seed in finished(
+            dvc.api.exp_show(revs=rev), _check(study), seeds, not keep, cam_only
+        )
+    ]
+    frame = pd.DataFrame(records)
+    if keep:
+        frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    table = summarize(frame)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    table.to_csv(out.with_suffix(".csv"))
+    markdown = to_markdown(table)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+@app.command()
+def branches(
+    out: Annotated[
+        Path | None, typer.Option(help="Output path without suffix (<study's out>_branches).")
+    ] = None,
+    rev: RevOption = None,
+    seeds: SeedsOption = None,
+    study: StudyOption = "destruction",
+    keep: KeepOption = False,
+):
+    """What each branch of each finished experiment's classifier learned (synthetic data
+    only): its own val mAP on intact and region-confused images, its own training loss per
+    epoch, and a linear probe of the encoder on the bodies (benchmarks/body_probe.py). Writes
+    <out>_runs.csv (mAPs and probe per run and branch), <out>_losses.csv (per epoch) and
+    <out>.md (mean ± std per variant and branch)."""
+    import dvc.api
+
+    spec = STUDIES[_check(study)]
+    out = out or spec.out.with_name(f"{spec.out.name}_branches")
+    maps, losses = [], []
+    for row, variant, seed in finished(dvc.api.exp_show(revs=rev), study, seeds, not keep):
+        run_maps, run_losses, probe = experiment_branches(row["rev"])
+        tag = {"variant": variant, "seed": seed}
+        maps += [{**tag, **m, "body probe accuracy": probe} for m in run_maps]
+        losses += [{**tag, **loss} for loss in run_losses]
+        print(f"{variant} seed {seed}: done")
+    maps, losses = pd.DataFrame(maps), pd.DataFrame(losses)
+    if keep:
+        maps = with_recorded(maps, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+        losses = with_recorded(losses, out.with_name(f"{out.name}_losses.csv"), study, seeds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    maps.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    losses.to_csv(out.with_name(f"{out.name}_losses.csv"), index=False, float_format="%.6f")
+    markdown = branch_markdown(maps, losses)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    app()
