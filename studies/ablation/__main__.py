@@ -12,6 +12,7 @@ import typer
 from studies.ablation import __doc__ as DOC
 from studies.ablation.designs import PAIRED, STUDIES
 from studies.ablation.experiments import (
+    experiment_branch_cams,
     experiment_branches,
     experiment_profile,
     finished,
@@ -20,6 +21,7 @@ from studies.ablation.experiments import (
     with_recorded,
 )
 from studies.ablation.tables import (
+    branch_cams_markdown,
     branch_markdown,
     paired,
     paired_markdown,
@@ -30,9 +32,7 @@ from studies.ablation.tables import (
 app = typer.Typer(add_completion=False, help=DOC)
 
 
-StudyOption = Annotated[
-    str, typer.Option(help="destruction, constellation, refine or controls.")
-]
+StudyOption = Annotated[str, typer.Option(help="destruction, constellation, refine or controls.")]
 SeedsOption = Annotated[
     list[int] | None,
     typer.Option(
@@ -176,10 +176,11 @@ def branches(
     seeds: SeedsOption = None,
     study: StudyOption = "destruction",
     keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
 ):
     """What each branch of each finished experiment's classifier learned (synthetic data
     only): its own val mAP on intact and region-confused images, its own training loss per
-    epoch, and a linear probe of the encoder on the bodies (benchmarks/body_probe.py). Writes
+    epoch, and a linear probe of the encoder on the bodies (studies/body_probe.py). Writes
     <out>_runs.csv (mAPs and probe per run and branch), <out>_losses.csv (per epoch) and
     <out>.md (mean ± std per variant and branch)."""
     import dvc.api
@@ -187,7 +188,8 @@ def branches(
     spec = STUDIES[_check(study)]
     out = out or spec.out.with_name(f"{spec.out.name}_branches")
     maps, losses = [], []
-    for row, variant, seed in finished(dvc.api.exp_show(revs=rev), study, seeds, not keep):
+    rows = dvc.api.exp_show(revs=rev)
+    for row, variant, seed in finished(rows, study, seeds, not keep, cam_only):
         run_maps, run_losses, probe = experiment_branches(row["rev"])
         tag = {"variant": variant, "seed": seed}
         maps += [{**tag, **m, "body probe accuracy": probe} for m in run_maps]
@@ -201,6 +203,48 @@ def branches(
     maps.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     losses.to_csv(out.with_name(f"{out.name}_losses.csv"), index=False, float_format="%.6f")
     markdown = branch_markdown(maps, losses)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+
+
+@app.command("branch-cams")
+def branch_cams(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output path without suffix (<study's out>_branch_cams)."),
+    ] = None,
+    rev: RevOption = None,
+    seeds: SeedsOption = None,
+    study: StudyOption = "destruction",
+    variant: Annotated[
+        list[str] | None, typer.Option(help="Only this variant (repeat for several).")
+    ] = None,
+    keep: KeepOption = False,
+    cam_only: CamOnlyOption = False,
+):
+    """Each branch's term of each finished experiment's CAM as a CAM of its own, beside the
+    stacked CAM, each at its own threshold chosen on splits.tune (synthetic data only): mIoU
+    and part / body / background shares on splits.score_cams (studies/branch_cams.py). Writes
+    <out>_runs.csv (per run and branch) and <out>.md (mean ± std per variant and branch)."""
+    import dvc.api
+
+    spec = STUDIES[_check(study)]
+    out = out or spec.out.with_name(f"{spec.out.name}_branch_cams")
+    records = []
+    rows = dvc.api.exp_show(revs=rev)
+    for row, name, seed in finished(rows, study, seeds, not keep, cam_only):
+        if variant and name not in variant:
+            continue
+        records += [
+            {"variant": name, "seed": seed, **r} for r in experiment_branch_cams(row["rev"])
+        ]
+        print(f"{name} seed {seed}: done")
+    frame = pd.DataFrame(records)
+    if keep:
+        frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
+    markdown = branch_cams_markdown(frame)
     out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
 

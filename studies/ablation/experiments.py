@@ -163,6 +163,44 @@ def experiment_profile(rev: str) -> dict[str, float]:
 BRANCHES = {"ldm": "LDM (w^.F)", "plain": "plain (w.F)", "mdc": "MDC (w~.F~)"}
 
 
+def _experiment_classifier(fs, work: Path) -> tuple:
+    """An experiment's params (a dict), dataset layout (copied into ``work``), classifier of
+    train_cls in eval mode on the CPU and its recorded config, from its DVCFileSystem ``fs``."""
+    import torch
+
+    from destseg.dataset.layout import VOCLayout
+    from destseg.models.classifier import Classifier
+    from destseg.models.model_file import load_model
+
+    config = yaml.safe_load(fs.read_text("params.yaml"))
+    fs.get("data/dataset", str(work / "dataset"), recursive=True)
+    fs.get_file("data/train_cls/model.pt", str(work / "model.pt"))
+    model, stored = load_model(work / "model.pt", Classifier, torch.device("cpu"))
+    return config, VOCLayout(work / "dataset"), model.eval(), stored
+
+
+def experiment_branch_cams(rev: str) -> list[dict]:
+    """For the experiment at git revision ``rev`` (synthetic data): each branch's term of its
+    classifier's CAM as a CAM of its own, and the stacked CAM, each at its own threshold chosen
+    on splits.tune, scored and profiled on splits.score_cams (:mod:`studies.branch_cams`)."""
+    import tempfile
+
+    from dvc.api import DVCFileSystem
+
+    from destseg.dataset.sources.synthetic import SyntheticSpec
+    from studies.branch_cams import branch_cam_profiles
+
+    fs = DVCFileSystem(".", rev=rev)
+    with tempfile.TemporaryDirectory() as work:
+        config, layout, model, _ = _experiment_classifier(fs, Path(work))
+        data, cam = config["data"], config["cam"]
+        table = branch_cam_profiles(
+            model, layout, config["splits"], SyntheticSpec(**data["synthetic"]), data["seed"],
+            cam["scales"], cam["flip"],
+        )  # fmt: skip
+    return table.to_dict("records")
+
+
 def experiment_branches(rev: str) -> tuple[list[dict], list[dict], float]:
     """For the experiment at git revision ``rev`` (synthetic data): each branch's own val mAP on
     intact and on region-confused images (at the experiment's cls.ldm grid and k), each
@@ -170,25 +208,17 @@ def experiment_branches(rev: str) -> tuple[list[dict], list[dict], float]:
     classifier's is its loss), and the linear probe's accuracy on the bodies."""
     import tempfile
 
-    import torch
     from dvc.api import DVCFileSystem
 
-    from destseg.dataset.layout import VOCLayout
     from destseg.dataset.sources.synthetic import SyntheticSpec
     from destseg.dataset.torch_dataset import VOCDataset
-    from destseg.models.classifier import Classifier, branch_names
-    from destseg.models.model_file import load_model
+    from destseg.models.classifier import branch_names
     from studies.body_probe import body_probe
     from studies.branch_profile import branch_map
 
     fs = DVCFileSystem(".", rev=rev)
-    config = yaml.safe_load(fs.read_text("params.yaml"))
     with tempfile.TemporaryDirectory() as work:
-        fs.get("data/dataset", f"{work}/dataset", recursive=True)
-        fs.get_file("data/train_cls/model.pt", f"{work}/model.pt")
-        model, stored = load_model(Path(work, "model.pt"), Classifier, torch.device("cpu"))
-        model.eval()
-        layout = VOCLayout(Path(work, "dataset"))
+        config, layout, model, stored = _experiment_classifier(fs, Path(work))
         val = VOCDataset(layout, layout.ids(config["splits"]["val"]))
         ldm = config["cls"]["ldm"]
         names = branch_names(stored.get("ldm"), stored.get("mdc"))

@@ -65,7 +65,10 @@ def paired(frame: pd.DataFrame, baseline: str, columns: list[str]) -> pd.DataFra
 
 def paired_markdown(differences: pd.DataFrame) -> str:
     """:func:`paired` as a markdown table, every number as written there (the differences are
-    text: left to tabulate, a single one would be read back as a number and reformatted)."""
+    text: left to tabulate, a single one would be read back as a number and reformatted).
+    Nothing to pair yet (the baseline alone has finished) is said so."""
+    if differences.empty:
+        return "(no variant has finished beside the baseline yet)"
     shown = differences.copy()
     shown["mean"] = [f"{m:+.1f}" for m in shown["mean"]]
     if "Wilcoxon p" in shown:
@@ -105,3 +108,15 @@ def branch_markdown(maps: pd.DataFrame, losses: pd.DataFrame) -> str:
             to_markdown(loss_table),
         ]
     )
+
+
+def branch_cams_markdown(frame: pd.DataFrame) -> str:
+    """Mean ± std over seeds per variant and branch (the stacked CAM first) of the threshold,
+    the mIoU and the share and mean CAM of each region, from ``branch-cams``' runs."""
+    keys = ["variant", "branch"]
+    columns = [c for c in frame.columns if c not in (*keys, "seed")]
+    grouped = frame.groupby(keys, sort=False)
+    table = grouped[columns].agg(["mean", "std"])
+    table.insert(0, ("seeds", ""), grouped["seed"].nunique())
+    table.index = [f"{variant}: {branch}" for variant, branch in table.index]
+    return to_markdown(table)

@@ -108,6 +108,13 @@ def test_paired_differences_by_hand():
     assert row["Wilcoxon p"] == pytest.approx(0.5)
 
 
+def test_with_the_baseline_alone_there_is_nothing_to_pair():
+    frame = pd.DataFrame({"variant": ["baseline"], "seed": [0], "CAM mIoU": [0.5]})
+    assert tables.paired_markdown(tables.paired(frame, "baseline", ["CAM mIoU"])).startswith(
+        "(no variant"
+    )
+
+
 def test_paired_markdown_keeps_the_differences_as_written():
     frame = pd.DataFrame({"variant": ["baseline", "ldm"], "seed": [0, 0], "CAM mIoU": [0.5, 0.499]})
     markdown = tables.paired_markdown(tables.paired(frame, "baseline", ["CAM mIoU"]))
@@ -230,3 +237,19 @@ def test_cam_only_experiments_stop_at_make_cam_and_are_tabulated_on_its_metrics_
     assert "segmentation mIoU" not in frame and "pseudo-mask mIoU" not in frame
     assert frame["ReCAM phase mAP"].tolist()[1] == 0.8
     assert list(experiments.runs(rows, "controls")["CAM mIoU"]) == [0.9]
+
+
+def test_the_branch_cam_table_averages_per_variant_and_branch_in_the_runs_order():
+    frame = pd.DataFrame(
+        [
+            ("ldm-mdc", 0, "stacked", 0.30, 0.50),
+            ("ldm-mdc", 0, "ldm", 0.20, 0.70),
+            ("ldm-mdc", 1, "stacked", 0.40, 0.60),
+            ("ldm-mdc", 1, "ldm", 0.20, 0.90),
+        ],
+        columns=["variant", "seed", "branch", "threshold", "body share"],
+    )
+    markdown = tables.branch_cams_markdown(frame)
+    lines = [line for line in markdown.splitlines() if line.startswith("| ldm-mdc")]
+    assert lines[0].startswith("| ldm-mdc: stacked") and lines[1].startswith("| ldm-mdc: ldm")
+    assert "0.350 ± 0.071" in lines[0] and "0.800 ± 0.141" in lines[1]

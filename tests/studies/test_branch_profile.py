@@ -1,4 +1,4 @@
-"""benchmarks/branch_profile.py splits the CAM into its branches' terms: they must add up to it."""
+"""studies/branch_profile.py splits the CAM into its branches' terms: they must add up to it."""
 
 
 import torch
