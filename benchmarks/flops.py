@@ -1,5 +1,6 @@
-"""Estimate: the compute of each network stage of a real-data configuration (configs/voc2012.yaml
-or configs/coco2014.yaml), and its time on a GPU.
+"""Estimate: the compute of each network stage of a real-data configuration (configs/voc2012.yaml,
+its positive controls voc2012-recam.yaml and voc2012-puzzle.yaml, or configs/coco2014.yaml), and
+its time on a GPU.
 
 No GPU has been lent to this project yet, so the VOC timings of docs/gpus.md are estimates from
 counted FLOPs (``torch.utils.flop_counter``, multiply-add = 2 FLOPs) divided by an assumed
@@ -8,7 +9,8 @@ ResNet-50 training on one H100, well below its peak; replace it with a measured 
 Image sizes: the configured training crops; a typical image for inference (VOC 500 x 375, COCO
 640 x 480, its most common size; COCO's mean is about 578 x 484, so its rows are a little high).
 
-    python benchmarks/flops.py [--dataset voc2012|coco2014] [--tflops 20]
+    python benchmarks/flops.py [--dataset voc2012|voc2012-recam|voc2012-puzzle|coco2014]
+        [--tflops 20]
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ class Dataset:
     classes: int
 
 
+VOC = (10_582, 1_449, (375, 500), 20)  # train_aug, val, a typical image, classes
 DATASETS = {
-    "voc2012": Dataset(Path("configs/voc2012.yaml"), 10_582, 1_449, (375, 500), 20),
+    "voc2012": Dataset(Path("configs/voc2012.yaml"), *VOC),
+    "voc2012-recam": Dataset(Path("configs/voc2012-recam.yaml"), *VOC),
+    "voc2012-puzzle": Dataset(Path("configs/voc2012-puzzle.yaml"), *VOC),
     "coco2014": Dataset(Path("configs/coco2014.yaml"), 82_081, 40_137, (480, 640), 80),
 }
 
@@ -56,13 +61,20 @@ def flops(run) -> float:
     return counter.get_total_flops()
 
 
-def train_flops(model: torch.nn.Module, crop: int, section: dict) -> float:
+def train_flops(model: torch.nn.Module, crop: int, section: dict, **outputs) -> float:
     """Forward + backward FLOPs per training image (batch of 2: BatchNorm needs two), with the
-    section's frozen parts, which need no backward pass."""
+    section's frozen parts, which need no backward pass; ``outputs``: what the loss asks of the
+    classifier besides its logits (Puzzle-CAM's tiles, ReCAM's scores)."""
     freeze_backbone(model.backbone_parts(), section["freeze_bn"], section["freeze_through"])
     model.train()
     x = torch.randn(2, 3, crop, crop)
-    return flops(lambda: model(x).sum().backward()) / 2
+
+    def step() -> None:
+        out = model(x, **outputs)
+        terms = out.values() if isinstance(out, dict) else [out]
+        sum(t.sum() for t in terms).backward()
+
+    return flops(step) / 2
 
 
 @torch.no_grad()
@@ -75,8 +87,22 @@ def infer_flops(run, image: tuple[int, int], scales: list[float], flip: bool) ->
     return total * (2 if flip else 1)
 
 
+def recam_rows(p: dict, d: Dataset, variant: dict) -> list[tuple]:
+    """ReCAM's second phase, when the configuration has it: the classifier with its head."""
+    cls, recam = p["cls"], p["recam"]
+    if not recam["enabled"]:
+        return []
+    model = Classifier(
+        cls["backbone"], d.classes, False, cls["output_stride"], **variant, recam=True
+    )
+    step = train_flops(model, cls["crop_size"], cls, recam=True)
+    return [("train_recam", step, d.train * recam["epochs"])]
+
+
 def main(
-    dataset: Annotated[str, typer.Option(help="voc2012 or coco2014.")] = "voc2012",
+    dataset: Annotated[
+        str, typer.Option(help="voc2012, voc2012-recam, voc2012-puzzle or coco2014.")
+    ] = "voc2012",
     tflops: Annotated[float, typer.Option(help="Assumed sustained TFLOP/s.")] = 20.0,
 ) -> None:
     if dataset not in DATASETS:
@@ -93,6 +119,7 @@ def main(
         else None,
     }
     classifier = Classifier(cls["backbone"], d.classes, False, cls["output_stride"], **variant)
+    puzzle = {"tiles": cls["puzzle"]["tiles"]} if cls["puzzle"]["enabled"] else {}
     plain = Classifier(cls["backbone"], d.classes, False, cls["output_stride"])
     segmenter = Segmenter(seg["backbone"], d.classes + 1, False, seg["output_stride"])
     affinity = AffinityNet(
@@ -102,7 +129,7 @@ def main(
     rows = [
         (
             "train_cls (as configured)",
-            train_flops(classifier, cls["crop_size"], cls),
+            train_flops(classifier, cls["crop_size"], cls, **puzzle),
             d.train * cls["epochs"],
         ),
         (
@@ -115,6 +142,7 @@ def main(
             infer_flops(classifier.eval().cam, d.image, p["cam"]["scales"], p["cam"]["flip"]),
             d.train,
         ),
+        *recam_rows(p, d, variant),
         ("train_aff", train_flops(affinity, aff["crop_size"], aff), d.train * aff["epochs"]),
         ("propagate (network only)", infer_flops(affinity.eval(), d.image, [1.0], False), d.train),
         ("train_seg", train_flops(segmenter, seg["crop_size"], seg), d.train * seg["epochs"]),

@@ -37,6 +37,9 @@ AFFINITY_MODEL_FILE = "model.pt"
 # train_recam writes ReCAM's classifier under this name in its folder; an empty folder means no
 # ReCAM phase, and make_cam reads the classifier of train_cls.
 RECAM_MODEL_FILE = "model.pt"
+# pretrain writes its encoder's classifier under this name in its folder; an empty folder means
+# no pretraining, and train_cls starts as cls.pretrained says.
+PRETRAINED_MODEL_FILE = "model.pt"
 ClassifierOption = Annotated[Path, typer.Option("--model", help="Classifier model file.")]
 RecamOption = Annotated[
     Path, typer.Option(help=f"ReCAM's folder: its {RECAM_MODEL_FILE}, if any, replaces --model.")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
 from dvclive import Live
+from torch import nn
 
 from destseg.dataset.torch_dataset import VOCDataset
 from destseg.models.freezing import freeze_backbone
-from destseg.models.model_file import Network, build_model, load_weights, save_model
+from destseg.models.model_file import Network, build_model, save_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group
 from destseg.runtime.files import mark_output
@@ -44,7 +46,7 @@ def train_and_save(
     checkpoint: Path,
     live_dir: Path,
     validate: Validate | None = None,
-    start_from: Path | None = None,
+    initialize: Callable[[nn.Module], object] | None = None,
 ) -> None:
     """The training recipe shared by train_cls, train_aff and train_seg.
 
@@ -57,9 +59,10 @@ def train_and_save(
     Everything that can refuse the run is checked before the DVCLive logger opens, so a
     refused run leaves the metrics of the last good one in place.
 
-    With ``start_from`` (a model file of the same network) the network starts from its weights
-    instead of ``p.pretrained``'s; the layers ``config`` adds to it keep their initialisation
-    (ReCAM's second phase: the trained classifier and a new head).
+    ``initialize``, when given, loads starting weights into the network built from ``config``
+    (``p.pretrained``'s ImageNet weights are then not loaded): a model file of the same network
+    whose layers ``config`` adds to (ReCAM's second phase), or an encoder trained on another
+    corpus (stage pretrain). Its files belong in ``inputs``.
 
     With ``dist.nproc`` > 1 the stage ``module`` runs again in that many processes under
     torchrun (DistributedDataParallel); only the first logs and writes.
@@ -72,11 +75,11 @@ def train_and_save(
     with process_group(device) as world:
         precision = resolve_precision(run.amp, world.local_device(device))
         seed_everything(run.seed)
-        if start_from is None:
+        if initialize is None:
             model = build_model(network, config, pretrained=p.pretrained)
         else:
             model = build_model(network, config)
-            load_weights(model, start_from, network)
+            initialize(model)
         freeze_backbone(model.backbone_parts(), p.freeze_bn, p.freeze_through)
         optimizer = build_optimizer(
             p.optimizer, model.param_groups(p.lr, p.head_lr_mult, p.weight_decay), p.momentum

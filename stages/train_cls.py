@@ -14,12 +14,15 @@ from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
 from destseg.models.classifier import Classifier, branch_names
 from destseg.models.classifier_loss import LossTerms, classifier_loss
+from destseg.models.model_file import load_encoder
 from destseg.runtime.device import model_device
 from stages.cli import (
+    PRETRAINED_MODEL_FILE,
     CheckpointOption,
     DatasetOption,
     LiveDirOption,
     ParamsOption,
+    StageError,
     check_outputs,
     reported,
     require,
@@ -58,6 +61,10 @@ def main(
     ),
     checkpoint: CheckpointOption = Path("data/checkpoints/train_cls.pt"),
     live_dir: LiveDirOption = Path("data/metrics/train_cls"),
+    pretrain: Annotated[
+        Path | None,
+        typer.Option(help=f"pretrain's folder: its {PRETRAINED_MODEL_FILE}, if any, starts it."),
+    ] = None,
 ) -> None:
     """Train on the image-level labels of splits.train; score mAP and F1 on splits.val."""
     check_outputs("train_cls", files=[out, checkpoint, live_dir / "metrics.json"])
@@ -81,6 +88,17 @@ def main(
     }
     # before hours of training, not after
     check_mdc_scales(config, cam_scales, layout.smallest_side(train_ids))
+    encoder = None  # dvc.yaml passes pretrain's folder; a run by hand may leave it out
+    if pretrain is not None:
+        encoder = require(pretrain, "pretrain folder (run the pretrain stage)") / (
+            PRETRAINED_MODEL_FILE
+        )
+        encoder = encoder if encoder.is_file() else None
+    if encoder is not None and p.pretrained:
+        raise StageError(
+            f"{encoder}: pretrain trained an encoder and cls.pretrained asks for ImageNet's: set "
+            "one of cls.pretrained and pretrain.enabled false"
+        )
     train_and_save(
         Classifier,
         config,
@@ -90,11 +108,16 @@ def main(
         run=run,
         dist=dist,
         module=__spec__.name,
-        inputs=[layout.root / "labels.json", *(layout.image_path(i) for i in train_ids)],
+        inputs=[
+            layout.root / "labels.json",
+            *(layout.image_path(i) for i in train_ids),
+            *([encoder] if encoder is not None else []),
+        ],
         out=out,
         checkpoint=checkpoint,
         live_dir=live_dir,
         validate=lambda model: multilabel_scores(*classify(model, val_set, model_device(model))),
+        initialize=(partial(load_encoder, path=encoder, network=Classifier) if encoder else None),
     )
 
 

@@ -23,7 +23,7 @@ from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
 from destseg.models.classifier import Classifier, branch_names
 from destseg.models.classifier_loss import LossTerms, classifier_loss
-from destseg.models.model_file import load_model
+from destseg.models.model_file import load_model, load_weights
 from destseg.runtime.device import model_device
 from destseg.runtime.files import check_output, empty_directory, mark_output, write_json
 from stages.cli import (
@@ -106,7 +106,7 @@ def main(
         checkpoint=checkpoint,
         live_dir=live_dir,
         validate=lambda model: multilabel_scores(*classify(model, val_set, model_device(model))),
-        start_from=model_path,
+        initialize=partial(load_weights, path=model_path, network=Classifier),
     )
 
 

@@ -24,6 +24,7 @@ TOP_LEVEL_KEYS = (
     "dist",
     "data",
     "splits",
+    "pretrain",
     "cls",
     "recam",
     "cam",

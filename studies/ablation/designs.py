@@ -61,6 +61,13 @@ CONSTELLATION_VARIANTS = {
     **CONTROLS,
 }
 
+# A setting in which a control may work where a classifier trained from scratch gives it nothing
+# to start from: the encoder first trained on a corpus of other classes and images (stage
+# pretrain, its corpus params.yaml's), as ImageNet weights start the references' classifiers.
+# Fixed, with the variants below, before any run of it.
+PRETRAINED = {"pretrain.enabled": "true"}
+PRETRAINED_VARIANTS = dict(CONTROL_VARIANTS)
+
 # (column in the table, metrics file, key in that file)
 METRICS = [
     ("classifier mAP", "data/metrics/train_cls/metrics.json", "val.map"),
@@ -142,6 +149,15 @@ STUDIES = {
         also_paired=(("ldm-mdc-branch", "ldm-mdc"),),
     ),
     "refine": Study(METHODS, METHOD_METRICS, Path("data/refine_methods")),
+    # the controls and the paper's method in the constellation regime with a pretrained encoder
+    "constellation-pretrained": Study(
+        PRETRAINED_VARIANTS,
+        METRICS,
+        Path("data/constellation_pretrained"),
+        base={**CONSTELLATION, **PRETRAINED},
+        prefix="constellation-pretrained-",
+        baseline="baseline",
+    ),
     # the controls beside the baseline and the paper's method on the default demo
     "controls": Study(
         CONTROL_VARIANTS,

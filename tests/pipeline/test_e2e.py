@@ -296,8 +296,10 @@ CODE_EDITS = {
     "stages/params/refine.py": {"refine"},
     "stages/params/refine_method.py": {"aff_labels", "refine"},
     "src/destseg/affinity/walk.py": {"propagate"},
-    "src/destseg/training/checkpoint.py": {"train_cls", "train_recam", "train_aff", "train_seg"},
-    "src/destseg/models/recam.py": {"train_cls", "train_recam", "make_cam"},
+    "src/destseg/training/checkpoint.py": {
+        "pretrain", "train_cls", "train_recam", "train_aff", "train_seg",
+    },
+    "src/destseg/models/recam.py": {"pretrain", "train_cls", "train_recam", "make_cam"},
 }
 
 

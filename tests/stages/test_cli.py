@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 STAGES = [
     "prepare",
+    "pretrain",
     "train_cls",
+    "train_recam",
     "make_cam",
     "aff_labels",
     "train_aff",

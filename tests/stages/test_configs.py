@@ -14,6 +14,7 @@ from stages.params.data import DataParams
 from stages.params.dist import DistParams
 from stages.params.evaluate import EvaluateParams
 from stages.params.gallery import GalleryParams
+from stages.params.pretrain import PretrainParams
 from stages.params.propagate import PropagateParams
 from stages.params.reader import read_params
 from stages.params.recam import RecamParams
@@ -33,6 +34,7 @@ SECTIONS = {
     "data": DataParams,
     "dist": DistParams,
     "splits": SplitParams,
+    "pretrain": PretrainParams,
     "cls": ClsParams,
     "recam": RecamParams,
     "cam": CamParams,

@@ -146,8 +146,9 @@ def _classifier(path, num_classes, mdc=None):
 
 
 def _no_recam(tmp_path: Path) -> Path:
-    """train_recam's folder when ReCAM is off: empty, so make_cam reads --model."""
-    folder = tmp_path / "train_recam"
+    """The folder of a stage that is off (train_recam, pretrain): empty, so make_cam reads
+    --model and train_cls starts as cls.pretrained says."""
+    folder = tmp_path / "off"
     folder.mkdir(exist_ok=True)
     return folder
 
@@ -344,6 +345,7 @@ def test_a_full_disk_during_training_is_one_line_naming_the_checkpoint(tmp_path,
         str(checkpoint),
     ]
     args += ["--live-dir", str(tmp_path / "live"), "--out", str(tmp_path / "model.pt")]
+    args += ["--pretrain", str(_no_recam(tmp_path))]  # an empty folder: no pretrained encoder
     # Run outside the checkout: DVCLive opens the DVC repository it runs in, and the limit
     # would then also hit that repository's own state files, which grow with its history.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

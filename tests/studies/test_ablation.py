@@ -253,3 +253,19 @@ def test_the_branch_cam_table_averages_per_variant_and_branch_in_the_runs_order(
     lines = [line for line in markdown.splitlines() if line.startswith("| ldm-mdc")]
     assert lines[0].startswith("| ldm-mdc: stacked") and lines[1].startswith("| ldm-mdc: ldm")
     assert "0.350 ± 0.071" in lines[0] and "0.800 ± 0.141" in lines[1]
+
+
+def test_the_pretrained_setting_runs_the_controls_on_a_pretrained_encoder_in_its_regime():
+    commands = experiments.queue_commands([1], "constellation-pretrained", cam_only=True)
+    names = [c[c.index("-n") + 1] for c in commands]
+    assert names[0] == "cam-constellation-pretrained-baseline-seed1" and len(names) == 4
+    for command in commands:
+        assert "pretrain.enabled=true" in command
+        assert "data.synthetic.part_style=constellation" in command
+    # its experiments are not the constellation study's, nor the other way round
+    rows = [
+        _row("constellation-pretrained-baseline-seed0", 0.7, 0.6),
+        _row("constellation-baseline-seed0", 0.5, 0.6),
+    ]
+    assert list(experiments.runs(rows, "constellation")["CAM mIoU"]) == [0.5]
+    assert list(experiments.runs(rows, "constellation-pretrained")["CAM mIoU"]) == [0.7]

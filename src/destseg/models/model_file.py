@@ -88,3 +88,19 @@ def load_weights(model: nn.Module, path: Path, network: Network) -> dict[str, An
         first = (unexpected or sorted(set(missing) - added))[0]
         raise ValueError(f"{path}: its weights do not fit the network to train ({first})")
     return config
+
+
+def load_encoder(model: nn.Module, path: Path, network: Network) -> dict[str, Any]:
+    """Copy the encoder of the ``network`` stored at ``path`` into ``model``'s, leaving the rest
+    (a classifier head for other classes, the MDC) as built: an encoder trained on another
+    corpus starts this training. The two encoders must be of one architecture. Returns the
+    stored config."""
+    stored, config = load_model(path, network, torch.device("cpu"))
+    try:
+        model.encoder.load_state_dict(stored.encoder.state_dict())
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ValueError(
+            f"{path}: its encoder does not fit the network to train ({lines[-1]})"
+        ) from None
+    return config
