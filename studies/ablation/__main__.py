@@ -61,6 +61,13 @@ RevOption = Annotated[
 ]
 
 
+def default_out(study_out: Path, table: str, cam_only: bool) -> Path:
+    """<study's out>[_cam][_<table>]: the tables of cam-only experiments never overwrite those
+    of the study's whole runs, which the docs quote."""
+    stem = f"{study_out.name}_cam" if cam_only else study_out.name
+    return study_out.with_name(f"{stem}_{table}" if table else stem)
+
+
 def _check(study: str) -> str:
     if study not in STUDIES:
         raise typer.BadParameter(f"{study!r}: choose one of {', '.join(STUDIES)}")
@@ -98,9 +105,7 @@ def collect(
     <out>_runs.csv (per experiment)."""
     import dvc.api
 
-    out = out or STUDIES[_check(study)].out
-    if cam_only:
-        out = out.with_name(f"{out.name}_cam")
+    out = out or default_out(STUDIES[_check(study)].out, "", cam_only)
     frame = runs(dvc.api.exp_show(revs=rev), study, seeds, not keep, cam_only)
     compared = ["CAM mIoU"] if cam_only else PAIRED
     if keep:
@@ -148,7 +153,7 @@ def profile(
     import dvc.api
 
     spec = STUDIES[_check(study)]
-    out = out or spec.out.with_name(f"{spec.out.name}_profile")
+    out = out or default_out(spec.out, "profile", cam_only)
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
         for row, variant, seed in finished(
@@ -186,7 +191,7 @@ def branches(
     import dvc.api
 
     spec = STUDIES[_check(study)]
-    out = out or spec.out.with_name(f"{spec.out.name}_branches")
+    out = out or default_out(spec.out, "branches", cam_only)
     maps, losses = [], []
     rows = dvc.api.exp_show(revs=rev)
     for row, variant, seed in finished(rows, study, seeds, not keep, cam_only):
@@ -229,7 +234,7 @@ def branch_cams(
     import dvc.api
 
     spec = STUDIES[_check(study)]
-    out = out or spec.out.with_name(f"{spec.out.name}_branch_cams")
+    out = out or default_out(spec.out, "branch_cams", cam_only)
     records = []
     rows = dvc.api.exp_show(revs=rev)
     for row, name, seed in finished(rows, study, seeds, not keep, cam_only):

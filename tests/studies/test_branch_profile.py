@@ -1,6 +1,5 @@
 """studies/branch_profile.py splits the CAM into its branches' terms: they must add up to it."""
 
-
 import torch
 
 from destseg.cam.strided import upsample_strided

@@ -31,3 +31,16 @@ def test_the_ablation_runs_as_a_module_from_the_repository():
     )
     assert result.returncode == 0, result.stderr
     assert "--cam-only" in result.stdout and "--keep" in result.stdout
+
+
+def test_cam_only_tables_never_overwrite_the_whole_runs_tables():
+    from pathlib import Path
+
+    from studies.ablation.__main__ import default_out
+
+    study = Path("data/constellation_ablation")
+    whole = {default_out(study, table, False) for table in ("", "profile", "branch_cams")}
+    cam = {default_out(study, table, True) for table in ("", "profile", "branch_cams")}
+    assert not whole & cam
+    assert default_out(study, "profile", True) == Path("data/constellation_ablation_cam_profile")
+    assert default_out(study, "", False) == study

@@ -1,7 +1,6 @@
 """benchmarks/premise_check.py: the regime it trains on is params.yaml with the user's overrides,
 read as YAML, and a key that does not exist is refused rather than added."""
 
-
 import pytest
 import typer
 import yaml
