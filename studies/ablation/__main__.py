@@ -25,6 +25,7 @@ from studies.ablation.tables import (
     branch_markdown,
     paired,
     paired_markdown,
+    profile_markdown,
     summarize,
     to_markdown,
 )
@@ -163,11 +164,12 @@ def profile(
     frame = pd.DataFrame(records)
     if keep:
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
-    table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
-    table.to_csv(out.with_suffix(".csv"))
-    markdown = to_markdown(table)
+    summarize(frame).to_csv(out.with_suffix(".csv"))
+    markdown, differences = profile_markdown(frame, spec.baseline)
+    if not differences.empty:
+        differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
     out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
 

@@ -76,6 +76,21 @@ def paired_markdown(differences: pd.DataFrame) -> str:
     return shown.fillna("").to_markdown(index=False, disable_numparse=True)
 
 
+SHARES = ["part share", "body share", "background share"]
+
+
+def profile_markdown(frame: pd.DataFrame, baseline: str | None) -> tuple[str, pd.DataFrame]:
+    """The CAM profile per variant (mean ± std) and, where the study has a baseline, each
+    variant's shares paired against it seed by seed (percentage points): the controls' rule
+    reads the mean of the body share's differences."""
+    markdown = to_markdown(summarize(frame))
+    if baseline is None or baseline not in set(frame["variant"]):
+        return markdown, pd.DataFrame()
+    differences = paired(frame, baseline, SHARES)
+    markdown += "\n\nShares paired against the baseline (percentage points):\n\n"
+    return markdown + paired_markdown(differences), differences
+
+
 def branch_markdown(maps: pd.DataFrame, losses: pd.DataFrame) -> str:
     """Mean ± std over seeds: per variant and branch, the own mAPs; per variant, the encoder's
     body probe; per variant and branch, the own loss at the first, middle and last epochs."""

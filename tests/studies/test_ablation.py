@@ -269,3 +269,22 @@ def test_the_pretrained_setting_runs_the_controls_on_a_pretrained_encoder_in_its
     ]
     assert list(experiments.runs(rows, "constellation")["CAM mIoU"]) == [0.5]
     assert list(experiments.runs(rows, "constellation-pretrained")["CAM mIoU"]) == [0.7]
+
+
+def test_the_profile_pairs_each_share_against_the_baseline_by_seed():
+    frame = pd.DataFrame(
+        {
+            "variant": ["baseline", "baseline", "puzzle", "puzzle", "recam"],
+            "seed": [0, 1, 0, 1, 0],
+            "part share": [0.9, 0.8, 0.7, 0.7, 0.9],
+            "body share": [0.50, 0.60, 0.55, 0.62, 0.40],
+            "background share": [0.1, 0.1, 0.1, 0.1, 0.2],
+        }
+    )
+    markdown, differences = tables.profile_markdown(frame, "baseline")
+    body = differences.set_index(["variant", "metric"]).loc[("puzzle", "body share")]
+    assert body["differences"] == "+5.0 +2.0" and body["mean"] == pytest.approx(3.5)
+    recam = differences.set_index(["variant", "metric"]).loc[("recam", "background share")]
+    assert recam["seeds"] == 1 and recam["mean"] == pytest.approx(10.0)
+    assert "Shares paired against the baseline" in markdown
+    assert tables.profile_markdown(frame, None)[1].empty
