@@ -53,7 +53,8 @@ CamOnlyOption = Annotated[
     bool,
     typer.Option(
         help="Experiments up to make_cam only, named cam-<...>: the CAM rows first, the whole "
-        "runs (whose first stages DVC's run cache then restores) later; tables <out>_cam."
+        "runs (whose first stages DVC's run cache then restores) later; by default their "
+        "tables go to <study's out>_cam[_<table>], beside the whole runs' tables."
     ),
 ]
 RevOption = Annotated[
@@ -166,8 +167,9 @@ def profile(
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
-    summarize(frame).to_csv(out.with_suffix(".csv"))
-    markdown, differences = profile_markdown(frame, spec.baseline)
+    table = summarize(frame)
+    table.to_csv(out.with_suffix(".csv"))
+    markdown, differences = profile_markdown(table, frame, spec.baseline)
     if not differences.empty:
         differences.to_csv(out.with_name(f"{out.name}_paired.csv"), index=False)
     out.with_suffix(".md").write_text(markdown + "\n")

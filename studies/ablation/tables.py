@@ -79,11 +79,13 @@ def paired_markdown(differences: pd.DataFrame) -> str:
 SHARES = ["part share", "body share", "background share"]
 
 
-def profile_markdown(frame: pd.DataFrame, baseline: str | None) -> tuple[str, pd.DataFrame]:
-    """The CAM profile per variant (mean ± std) and, where the study has a baseline, each
-    variant's shares paired against it seed by seed (percentage points): the controls' rule
-    reads the mean of the body share's differences."""
-    markdown = to_markdown(summarize(frame))
+def profile_markdown(
+    table: pd.DataFrame, frame: pd.DataFrame, baseline: str | None
+) -> tuple[str, pd.DataFrame]:
+    """The CAM profile per variant (``table``, :func:`summarize` of the runs ``frame``) and,
+    where the study has a baseline, each variant's shares paired against it seed by seed
+    (percentage points): the controls' rule reads the mean of the body share's differences."""
+    markdown = to_markdown(table)
     if baseline is None or baseline not in set(frame["variant"]):
         return markdown, pd.DataFrame()
     differences = paired(frame, baseline, SHARES)

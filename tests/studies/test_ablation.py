@@ -281,10 +281,10 @@ def test_the_profile_pairs_each_share_against_the_baseline_by_seed():
             "background share": [0.1, 0.1, 0.1, 0.1, 0.2],
         }
     )
-    markdown, differences = tables.profile_markdown(frame, "baseline")
+    markdown, differences = tables.profile_markdown(tables.summarize(frame), frame, "baseline")
     body = differences.set_index(["variant", "metric"]).loc[("puzzle", "body share")]
     assert body["differences"] == "+5.0 +2.0" and body["mean"] == pytest.approx(3.5)
     recam = differences.set_index(["variant", "metric"]).loc[("recam", "background share")]
     assert recam["seeds"] == 1 and recam["mean"] == pytest.approx(10.0)
     assert "Shares paired against the baseline" in markdown
-    assert tables.profile_markdown(frame, None)[1].empty
+    assert tables.profile_markdown(tables.summarize(frame), frame, None)[1].empty

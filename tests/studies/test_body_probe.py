@@ -1,4 +1,4 @@
-"""benchmarks/body_probe.py: the linear probe of an encoder on the bodies alone."""
+"""studies/body_probe.py: the linear probe of an encoder on the bodies alone."""
 
 from dataclasses import replace
 

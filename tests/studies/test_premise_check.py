@@ -1,4 +1,4 @@
-"""benchmarks/premise_check.py: the regime it trains on is params.yaml with the user's overrides,
+"""studies/premise_check.py: the regime it trains on is params.yaml with the user's overrides,
 read as YAML, and a key that does not exist is refused rather than added."""
 
 import pytest
