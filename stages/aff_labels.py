@@ -16,7 +16,7 @@ from destseg.refine.crf import DenseCRF
 from destseg.refine.labellers import confident_labels
 from destseg.refine.labelling import label_split
 from destseg.runtime.distributed import process_group, shared_directory
-from destseg.runtime.files import empty_directory, write_json
+from destseg.runtime.files import empty_directory, outputs_together, write_json
 from stages.cli import (
     CamsOption,
     DatasetOption,
@@ -59,34 +59,35 @@ def main(
     ids, scored = cam_ids(layout, splits.train, splits.score_cams)
     if method not in AFFINITY_METHODS:
         print(f"aff_labels: refine.method is {method}: no affinity labels needed")
-        empty_directory(out, "aff_labels")
-        write_json(metrics, {})
+        with outputs_together():
+            empty_directory(out, "aff_labels")
+            write_json(metrics, {})
         return
     if run_in_workers(dist.nproc, __spec__.name):
         return
     crf = DenseCRF(**p.crf.model_dump(exclude={"enabled"})) if p.crf.enabled else None
     labeller = partial(confident_labels, conf_fg=p.conf_fg, conf_bg=p.conf_bg, crf=crf)
-    with (
-        process_group(torch.device("cpu")) as world,
-        shared_directory(out, world, "aff_labels") as tmp,
-    ):
-        scores, _ = label_split(
-            layout,
-            ids,
-            scored,
-            cam_dir=cams,
-            out_dir=tmp,
-            labeller=labeller,
-            workers=p.workers,
-            description="aff_labels",
-            world=world,
-        )
-    if world.main:
+    # the labels and the metrics are swapped in together, once both are written
+    with process_group(torch.device("cpu")) as world, outputs_together():
+        with shared_directory(out, world, "aff_labels") as tmp:
+            scores, _ = label_split(
+                layout,
+                ids,
+                scored,
+                cam_dir=cams,
+                out_dir=tmp,
+                labeller=labeller,
+                workers=p.workers,
+                description="aff_labels",
+                world=world,
+            )
+        if not world.main:
+            return
         write_json(metrics, scores)
-        print(
-            f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
-            f"mIoU {scores['miou']:.4f} on them"
-        )
+    print(
+        f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
+        f"mIoU {scores['miou']:.4f} on them"
+    )
 
 
 if __name__ == "__main__":

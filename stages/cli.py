@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from destseg.runtime.files import check_output
+from destseg.runtime.files import check_file_output, check_output, hold_lock, release_locks
+from destseg.runtime.torchrun_env import under_torchrun
 
 # Options that several stages share; each stage gives the default path that dvc.yaml uses.
 ParamsOption = Annotated[
@@ -107,6 +108,7 @@ def reported(main: Callable) -> Callable:
             signum = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
             raise typer.Exit(128 + signum) from None
         finally:
+            release_locks()
             warnings.formatwarning = previous[0]
             signal.signal(signal.SIGTERM, previous[1])
 
@@ -114,14 +116,38 @@ def reported(main: Callable) -> Callable:
 
 
 def check_outputs(owner: str, folders: Iterable[Path] = (), files: Iterable[Path] = ()) -> None:
-    """Refuse, before any work, every output of stage ``owner`` it may not write
-    (:func:`destseg.runtime.files.check_output`): a file or someone else's folder where its
-    folder goes, a folder where a file goes. A run that fails on its last output (a
-    ``--metrics`` naming a folder) would otherwise have replaced its first one already."""
-    for folder in folders:
-        check_output(folder, owner)
-    for file in files:
-        check_output(file)
+    """Refuse, before any work, every output of stage ``owner`` it may not write, and lock
+    them all until the stage ends (:func:`reported` releases them): a file or someone else's
+    folder where its folder goes, a folder where a file goes, a file inside another stage's
+    folder or one that is not what the stage writes there
+    (:func:`destseg.runtime.files.check_file_output`), one path given for two outputs, a file
+    inside the stage's own output folder (replaced as a whole). A run that fails on its last
+    output (a ``--metrics`` naming a folder) would otherwise have replaced its first one
+    already, and a second run on the same outputs would train to the end and overwrite them.
+
+    torchrun's workers do not lock: the stage that started them holds the locks (and the
+    user's own torchrun leaves the locking to each folder's write, as before)."""
+    folders, files = list(folders), list(files)
+    where = [check_output(folder, owner) for folder in folders]
+    where += [check_file_output(file, owner) for file in files]
+    seen: dict[Path, Path] = {}
+    for given, final in zip([*folders, *files], where, strict=True):
+        absolute = Path(os.path.abspath(final))
+        if absolute in seen:
+            raise StageError(
+                f"{given}: given for two outputs of the {owner} stage ({seen[absolute]})"
+            )
+        seen[absolute] = given
+    for file, final in zip(files, where[len(folders) :], strict=True):
+        for folder, folder_final in zip(folders, where, strict=False):
+            if Path(os.path.abspath(folder_final)) in Path(os.path.abspath(final)).parents:
+                raise StageError(
+                    f"{file}: inside the output folder {folder}, which the {owner} stage "
+                    "replaces as a whole; choose a path outside it"
+                )
+    if not under_torchrun():
+        for final in where:
+            hold_lock(final)
 
 
 def require(path: Path, what: str) -> Path:

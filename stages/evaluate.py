@@ -15,7 +15,7 @@ from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group, shared_directory
-from destseg.runtime.files import atomic_path, write_json
+from destseg.runtime.files import atomic_path, outputs_together, write_json
 from stages.cli import (
     DatasetOption,
     MetricsOption,
@@ -62,7 +62,8 @@ def main(
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return
-    with process_group(device) as world:
+    # the predictions, the metrics, the table and the figure are swapped in together
+    with process_group(device) as world, outputs_together():
         device = world.local_device(device)
         model, _ = load_model(model_path, Segmenter, device, len(layout.classes))
         amp = resolve_precision(run.amp, device)
@@ -82,12 +83,13 @@ def main(
         confusion = world.sum(confusion)  # the processes' confusions merge, not predictions
         if not world.main:
             return
-    scores = segmentation_scores(confusion)
-    scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
-    write_json(metrics, scores)
-    with atomic_path(per_class) as tmp:
-        per_class_table(confusion, layout.classes).to_csv(tmp, index=False, float_format="%.6f")
-    save_confusion_figure(confusion_figure, confusion, layout.classes)
+        scores = segmentation_scores(confusion)
+        scores["all_background_miou"] = segmentation_scores(all_background(confusion))["miou"]
+        write_json(metrics, scores)
+        with atomic_path(per_class) as tmp:
+            table = per_class_table(confusion, layout.classes)
+            table.to_csv(tmp, index=False, float_format="%.6f")
+        save_confusion_figure(confusion_figure, confusion, layout.classes)
     print(f"evaluate: mIoU {scores['miou']:.4f}, pixel accuracy {scores['pixel_accuracy']:.4f}")
 
 

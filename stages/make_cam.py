@@ -20,7 +20,7 @@ from destseg.models.classifier import Classifier
 from destseg.models.model_file import load_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group, shared_directory
-from destseg.runtime.files import atomic_path, write_json
+from destseg.runtime.files import atomic_path, outputs_together, write_json
 from stages.cli import (
     RECAM_MODEL_FILE,
     ClassifierOption,
@@ -76,7 +76,8 @@ def main(
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return
-    with process_group(device) as world:
+    # the CAM folder, the metrics and the sweep are swapped in together, once all are written
+    with process_group(device) as world, outputs_together():
         device = world.local_device(device)
         num_classes = len(layout.classes)
         model, config = load_model(model_path, Classifier, device, num_classes - 1)
@@ -102,8 +103,25 @@ def main(
             sweep.confusions = world.sum(sweep.confusions)
         if not world.main:
             return
-    table, tune_table = report.table(), tuning.table()
-    threshold, tuned = policy.choose(tune_table if tune else None)
+        scores = _write_scores(report, tuning if tune else None, policy, metrics, sweep_plot)
+    print(
+        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {scores['threshold']} "
+        f"({policy.described()})"
+    )
+
+
+def _write_scores(
+    report: ThresholdSweep,
+    tuning: ThresholdSweep | None,
+    policy: ThresholdPolicy,
+    metrics: Path,
+    sweep_plot: Path,
+) -> dict:
+    """Score the CAMs at the policy's threshold (chosen on ``tuning`` for ``auto``), write the
+    metrics and the sweep, and return the metrics."""
+    table = report.table()
+    tune_table = tuning.table() if tuning is not None else None
+    threshold, tuned = policy.choose(tune_table)
     confusion = report.confusions[report.thresholds.index(threshold)]
     precision, recall = foreground_precision_recall(confusion)
     scores = {
@@ -117,14 +135,12 @@ def main(
         "oracle_threshold": best_threshold(table),
         **tuned,
     }
-    if tune:
+    if tune_table is not None:
         table["tune_miou"] = tune_table["miou"]
     write_json(metrics, scores)
     with atomic_path(sweep_plot) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(
-        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {threshold} ({policy.described()})"
-    )
+    return scores
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from destseg.refine.crf import DenseCRF
 from destseg.refine.labellers import ThresholdLabeller, crf_pseudo_mask, threshold_pseudo_mask
 from destseg.refine.labelling import label_split, threshold_sweep
 from destseg.runtime.distributed import process_group, shared_directory
-from destseg.runtime.files import write_json
+from destseg.runtime.files import outputs_together, write_json
 from stages.cli import (
     CamsOption,
     DatasetOption,
@@ -107,7 +107,8 @@ def main(
         return
     label = labeller(p)
     # the CRF runs on the CPU: gloo between the processes, each with its p.workers
-    with process_group(torch.device("cpu")) as world:
+    # the pseudo-masks, the metrics and the figure are swapped in together, once all are written
+    with process_group(torch.device("cpu")) as world, outputs_together():
         # auto runs every candidate on the tuning images; a number is only scored there
         tuning = None
         if tune:
@@ -134,10 +135,10 @@ def main(
                 description="refine",
                 world=world,
             )
-    if not world.main:
-        return
-    write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
-    save_confusion_figure(confusion, counts, layout.classes)
+        if not world.main:
+            return
+        write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
+        save_confusion_figure(confusion, counts, layout.classes)
     print(
         f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f} at background threshold "
         f"{threshold} ({policy.described()})"

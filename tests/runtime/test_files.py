@@ -85,6 +85,21 @@ def test_a_leftover_of_an_interrupted_replace_is_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
 
 
+@pytest.mark.bad_input
+def test_a_previous_output_left_without_its_name_survives_the_next_interrupted_write(tmp_path):
+    """Killed between the renames: the previous CAMs under .cam.old, a complete .cam.tmp, no
+    cam. The next write is interrupted in turn: the previous CAMs are back under their name."""
+    _own(tmp_path / ".cam.old")
+    (tmp_path / ".cam.old" / "a.npz").write_text("previous")
+    _own(tmp_path / ".cam.tmp")
+    (tmp_path / ".cam.tmp" / "a.npz").write_text("complete but never renamed")
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "cam", True, "t") as tmp:
+        (tmp / "a.npz").write_text("half")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam"]
+    assert (tmp_path / "cam" / "a.npz").read_text() == "previous"
+
+
 def _write_under_a_file_size_limit(statement: str) -> subprocess.CompletedProcess:
     """Run ``statement`` in a Python whose files cannot grow past 64 KiB: writes fail with EFBIG
     (File too large) as they would with ENOSPC on a full disk."""
@@ -188,3 +203,26 @@ def test_a_second_run_on_the_same_folder_fails_at_once_and_leaves_the_first_whol
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam"]  # the lock is gone
     with atomic_path(target, directory=True, owner="t") as tmp:  # and the next run may write
         (tmp / "c.npz").write_text("second")
+
+
+def test_outputs_written_together_are_swapped_in_together(tmp_path):
+    """A failure in the last output keeps every previous output; success swaps in all."""
+    from destseg.runtime.files import outputs_together
+
+    folder = _own(tmp_path / "cam")
+    (folder / "a.npz").write_text("previous")
+    write_json(tmp_path / "m.json", {"miou": 0.1})
+    with pytest.raises(OSError), outputs_together():
+        with atomic_path(folder, directory=True, owner="t") as tmp:
+            (tmp / "a.npz").write_text("new")
+        assert (folder / "a.npz").read_text() == "previous"  # not yet swapped in
+        raise OSError("the metrics could not be written")
+    assert (folder / "a.npz").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam", "m.json"]
+    with outputs_together():
+        with atomic_path(folder, directory=True, owner="t") as tmp:
+            (tmp / "a.npz").write_text("new")
+        write_json(tmp_path / "m.json", {"miou": 0.2})
+    assert (folder / "a.npz").read_text() == "new"
+    assert '"miou": 0.2' in (tmp_path / "m.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam", "m.json"]

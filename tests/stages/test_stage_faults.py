@@ -1,6 +1,7 @@
 """Stages under bad input and faults, as a hostile but fair user meets them: every refusal is
 one line naming the file or param, comes before any work, and leaves earlier outputs alone."""
 
+import errno
 import importlib
 import json
 import os
@@ -289,9 +290,14 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _started(process: subprocess.Popen) -> None:
-    """Wait until the workers run (the stage's imports take a second or two)."""
-    time.sleep(4)
+def _started(process: subprocess.Popen, tmp_path: Path) -> None:
+    """Wait until the stage writes its pseudo-masks (its temporary folder exists), however
+    long its imports take on a loaded machine, then a second more for its workers to start."""
+    deadline = time.monotonic() + 120
+    while not (tmp_path / ".pseudo.tmp").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    time.sleep(1)
     assert process.poll() is None, process.communicate()
 
 
@@ -301,7 +307,7 @@ def _started(process: subprocess.Popen) -> None:
 def test_an_interrupted_refine_prints_one_line_and_leaves_nothing(tmp_path, cams, signum, status):
     layout, folder = cams
     process = _slow_refine(tmp_path, layout, folder)
-    _started(process)
+    _started(process, tmp_path)
     os.killpg(process.pid, signum)  # what Ctrl-C does to the terminal's foreground job
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == status
@@ -312,7 +318,7 @@ def test_an_interrupted_refine_prints_one_line_and_leaves_nothing(tmp_path, cams
 def test_a_killed_refine_is_silent_and_its_leftover_is_removed_by_the_next_run(tmp_path, cams):
     layout, folder = cams
     process = _slow_refine(tmp_path, layout, folder)
-    _started(process)
+    _started(process, tmp_path)
     process.kill()  # kill -9 of the stage alone: its workers must not outlive it noisily
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL and stderr.strip() == ""
@@ -362,7 +368,7 @@ def test_a_full_disk_during_training_is_one_line_naming_the_checkpoint(tmp_path,
     assert errors == [f"error: {checkpoint}: could not write (File too large)"]
     assert "Traceback" not in result.stderr
     assert not checkpoint.exists() and not (tmp_path / "model.pt").exists()
-    assert not list(checkpoint.parent.iterdir())  # no temporary left behind either
+    assert not checkpoint.parent.exists()  # the folder made for it, empty, is removed too
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -395,6 +401,20 @@ def test_an_image_damaged_after_prepare_is_named_in_one_line(tmp_path, tiny_layo
         ("refine", ["--out", "{notes}"], "the refine stage replaces only its own"),
         ("evaluate", ["--predictions", "{notes}"], "the evaluate stage replaces only its own"),
         ("prepare", ["--out", "{notes}"], "the prepare stage replaces only its own"),
+        ("make_cam", ["--metrics", "{dataset}/labels.json"], "inside {dataset}, the prepare"),
+        ("make_cam", ["--sweep-plot", "{summary}"], "an existing file that is not JSON"),
+        ("train_cls", ["--out", "{dataset}/labels.json"], "the train_cls stage writes no file"),
+        (
+            "train_cls",
+            ["--checkpoint", "{notes}/model.pt", "--out", "{notes}/model.pt"],
+            "given for two outputs",
+        ),
+        ("train_seg", ["--out", "{summary}.pt"], "an existing file that is not a torch file"),
+        (
+            "make_cam",
+            ["--out", "{notes}/cam", "--metrics", "{notes}/cam/m.json"],
+            "inside the output folder",
+        ),
     ],
 )
 def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
@@ -406,11 +426,19 @@ def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
     notes.mkdir()
     (notes / "thesis.tex").write_text("years of work")
     (tmp_path / "file.txt").write_text("a file of the user's")
+    (tmp_path / "summary.json").write_text("what I found, in words")
+    (tmp_path / "summary.json.pt").write_text("what I found, in words")
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_layout.root, dataset)
     (dataset / ".destseg-output").write_text("prepare\n")
-    places = {"notes": notes, "dataset": dataset, "file": tmp_path / "file.txt"}
+    places = {
+        "notes": notes,
+        "dataset": dataset,
+        "file": tmp_path / "file.txt",
+        "summary": tmp_path / "summary.json",
+    }
     args = [a.format(**places) for a in args]
+    expected = expected.format(**places)
     if stage != "prepare":
         args += ["--dataset", str(dataset)]
     params = write_params(tmp_path)
@@ -420,3 +448,56 @@ def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
     assert expected in _one_error_line(result)
     assert (notes / "thesis.tex").read_text() == "years of work"
     assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.bad_input
+def test_a_second_run_on_the_same_model_file_fails_before_training(tmp_path, tiny_layout):
+    """Two train_cls runs on one model.pt: the second is refused at once (the first holds the
+    lock of every output from its start), and the first's file is left as it is."""
+    model = tmp_path / "model.pt"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from destseg.runtime.files import hold_lock; hold_lock(sys.argv[2]);"
+         "print('held', flush=True); time.sleep(60)",
+         str(ROOT / "src"), str(model)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        params = write_params(tmp_path)
+        result = _invoke("train_cls", params, "--dataset", str(tiny_layout.root), "--out", model)
+        assert result.exit_code == 1
+        assert "another run is writing it" in _one_error_line(result)
+        assert not model.exists() and not (tmp_path / "data" / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.bad_input
+def test_a_failed_last_output_leaves_every_output_of_the_previous_run(tmp_path, tiny_layout):
+    """make_cam's metrics cannot be written (the disk filled up after the CAMs): the CAM
+    folder, the metrics and the sweep all stay the previous run's, and nothing is left over."""
+    _classifier(tmp_path / "cls.pt", 3)
+    params = write_params(tmp_path, **{"cam.scales": [1.0], "cam.flip": False, "device": "cpu"})
+    outputs = {"--out": tmp_path / "cam", "--metrics": tmp_path / "m.json"}
+    outputs["--sweep-plot"] = tmp_path / "sweep.csv"
+    args = ["--dataset", str(tiny_layout.root), "--model", str(tmp_path / "cls.pt")]
+    args += ["--recam", str(_no_recam(tmp_path))]
+    args += [str(a) for option, path in outputs.items() for a in (option, path)]
+    assert _invoke("make_cam", params, *args).exit_code == 0
+    previous = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    mdc = {"grid": 2, "position": 4, "shared": True, "activation": True}
+    _classifier(tmp_path / "cls.pt", 3, mdc)  # other weights, other CAMs
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    module = importlib.import_module("stages.make_cam")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "write_json", full_disk)
+        result = _invoke("make_cam", params, *args)
+    assert result.exit_code == 1 and "No space left on device" in _one_error_line(result)
+    previous[tmp_path / "cls.pt"] = (tmp_path / "cls.pt").read_bytes()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == previous

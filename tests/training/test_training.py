@@ -8,7 +8,7 @@ from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.models.classifier import Classifier
 from destseg.models.model_file import build_model
 from destseg.runtime.device import Precision, resolve_device, resolve_precision
-from destseg.training.checkpoint import CheckpointWarning
+from destseg.training.checkpoint import CheckpointRefused, CheckpointWarning
 from destseg.training.loop import Schedule, build_optimizer, fit
 from destseg.training.sampling import epoch_seed
 
@@ -129,6 +129,14 @@ def _assert_starts_over(tiny_layout, tmp_path, checkpoint, match):
         torch.testing.assert_close(a, b)  # the same as a run that never saw the checkpoint
 
 
+def _assert_refused_and_left_alone(tiny_layout, checkpoint, match):
+    """Nothing trains, and the file is as it was: it may be anything of the user's."""
+    before = checkpoint.read_bytes()
+    with pytest.raises(CheckpointRefused, match=match):
+        _train(tiny_layout, 1, checkpoint)
+    assert checkpoint.read_bytes() == before
+
+
 @pytest.mark.bad_input
 def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tiny_layout, tmp_path):
     marker = tmp_path / "payload-ran"
@@ -138,7 +146,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tiny_layo
          "scheduler": {}},
         checkpoint,
     )  # fmt: skip
-    _assert_starts_over(tiny_layout, tmp_path, checkpoint, "refused, as loading them could run")
+    _assert_refused_and_left_alone(tiny_layout, checkpoint, "refused, as loading them could run")
     assert not marker.exists()
 
 
@@ -149,14 +157,26 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tiny_layo
         lambda data: data[: len(data) // 2],  # a crash while it was copied elsewhere
         lambda data: b"",
         lambda data: b"garbage" * 100,
+        lambda data: b'{"image": "labels of the dataset"}',
     ],
-    ids=["truncated", "empty", "garbage"],
+    ids=["truncated", "empty", "garbage", "json"],
 )
-def test_a_damaged_checkpoint_is_ignored_with_a_warning(tiny_layout, tmp_path, damage):
+def test_a_file_that_is_not_a_checkpoint_is_refused_and_never_overwritten(
+    tiny_layout, tmp_path, damage
+):
     checkpoint = tmp_path / "ck.pt"
     _train_one_epoch_checkpoint(tiny_layout, checkpoint)
     checkpoint.write_bytes(damage(checkpoint.read_bytes()))
-    _assert_starts_over(tiny_layout, tmp_path, checkpoint, f"{checkpoint}: not a readable torch")
+    _assert_refused_and_left_alone(
+        tiny_layout, checkpoint, f"{checkpoint}: not a readable torch file.*left as it is"
+    )
+
+
+@pytest.mark.bad_input
+def test_another_torch_file_at_the_checkpoint_path_is_refused(tiny_layout, tmp_path):
+    model_file = tmp_path / "model.pt"  # another stage's model file
+    torch.save({"kind": "classifier", "config": {}, "state_dict": {}}, model_file)
+    _assert_refused_and_left_alone(tiny_layout, model_file, "not a resume checkpoint")
 
 
 @pytest.mark.bad_input
@@ -167,8 +187,6 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_ignored(tiny_layout, tmp_pa
     state["model"] = {"conv.weight": torch.zeros(3)}
     torch.save(state, checkpoint)
     _assert_starts_over(tiny_layout, tmp_path, checkpoint, "does not fit this model")
-    torch.save({"history": []}, checkpoint)  # keys missing
-    _assert_starts_over(tiny_layout, tmp_path, checkpoint, "not a resume checkpoint")
 
 
 def test_epoch_seeds_stay_in_torch_range_for_any_allowed_seed():

@@ -21,12 +21,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from destseg.runtime.files import atomic_path, temporary_paths
+from destseg.runtime.files import LOCKS_HELD_BY, atomic_path, temporary_paths
+from destseg.runtime.torchrun_env import under_torchrun
 
 T = TypeVar("T")
-
-# What torchrun puts in every worker's environment.
-TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 @dataclass(frozen=True)
@@ -98,11 +96,6 @@ def shared_directory(path: Path, world: World, owner: str) -> Iterator[Path]:
         world.barrier()
 
 
-def under_torchrun() -> bool:
-    """Whether this process was started by torchrun (its variables are in the environment)."""
-    return all(name in os.environ for name in TORCHRUN_ENV)
-
-
 @contextmanager
 def process_group(device: torch.device) -> Iterator[World]:
     """Join the process group torchrun set up, for the duration of the block; outside torchrun
@@ -158,6 +151,7 @@ def launch(nproc: int, module: str, args: Sequence[str]) -> None:
     from torch.distributed.run import parse_args, run
 
     os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads(nproc)))
+    os.environ[LOCKS_HELD_BY] = str(os.getpid())  # the workers are this process's children
     config = parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", module, *args])
     try:
         run(config)

@@ -24,10 +24,11 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # Errors of the storage itself: reported as "could not write <output>", whatever the call that
 # met them (numpy, PIL, json, pandas and torch all write through the OS).
@@ -87,14 +88,72 @@ def check_output(path: str | os.PathLike, owner: str | None = None) -> Path:
     return final
 
 
-@contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    """Hold the lock of output ``final`` (``.<name>.lock`` beside it) for the block, or fail
-    at once if another run holds it. The lock file is removed when released; a run that
-    opened it just before is sent back to open it again (its inode is no longer the path's)."""
-    lock = final.with_name(f".{final.name}.lock")
+def _is_json(path: Path) -> bool:
+    if path.stat().st_size > _LARGEST_JSON_OUTPUT:
+        return False
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
+def _starts_with(signature: bytes) -> Callable[[Path], bool]:
+    def check(path: Path) -> bool:
+        with open(path, "rb") as handle:
+            return handle.read(len(signature)) == signature
+
+    return check
+
+
+# No metrics or plot file of a stage comes near this; a larger file at a JSON output's path is
+# not one of them.
+_LARGEST_JSON_OUTPUT = 64 * 2**20
+# What an existing file must hold to be replaced by a file output of that suffix: what a stage
+# writes there (metrics and plot data, torch files, which torch.save writes as zip archives,
+# figures, the export's tarball). Other suffixes (tables in CSV or markdown) are not checked.
+_KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
+    ".json": ("JSON", _is_json),
+    ".pt": ("a torch file", zipfile.is_zipfile),
+    ".png": ("a PNG", _starts_with(b"\x89PNG\r\n\x1a\n")),
+    ".gz": ("a gzip archive", _starts_with(b"\x1f\x8b")),
+}
+
+
+def check_file_output(path: str | os.PathLike, owner: str) -> Path:
+    """:func:`check_output` for a file output of stage ``owner``, and what a stage checks
+    before it may replace an existing file, which carries no marker: it must lie in no folder
+    that another stage wrote (the dataset, the CAMs) and hold what the stage writes there
+    (``_KINDS``: JSON for a metrics file, a torch file for a model). So a stage replaces
+    neither the dataset's labels nor a text of the user's."""
+    final = check_output(path)
+    for folder in Path(os.path.abspath(final)).parents:
+        marker = folder / MARKER
+        if marker.is_file() and (written_by := marker.read_text().strip()) != owner:
+            raise OutputRefused(
+                f"{path}: inside {folder}, the {written_by} stage's output; the {owner} stage "
+                "writes no file into another stage's folder. Choose another path"
+            )
+    kind = _KINDS.get(final.suffix.lower())
+    if kind is not None and final.is_file() and not kind[1](final):
+        raise OutputRefused(
+            f"{path}: an existing file that is not {kind[0]}, so no output of the {owner} stage; "
+            "left as it is. Move it away or choose another path"
+        )
+    return final
+
+
+def _lock_file(final: Path) -> Path:
+    return final.with_name(f".{final.name}.lock")
+
+
+def _acquire(final: Path) -> IO[str]:
+    """Take the lock of output ``final`` (``.<name>.lock`` beside it), or fail at once if
+    another run holds it. A run that opened the lock file just before its holder removed it is
+    sent back to open it again (its inode is no longer the path's)."""
+    lock = _lock_file(final)
     while True:
-        handle = open(lock, "a")  # noqa: SIM115  (closed below, on every path)
+        handle = open(lock, "a")  # noqa: SIM115  (closed by _release, or below)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -105,15 +164,72 @@ def _locked(final: Path) -> Iterator[None]:
             ) from None
         try:
             if lock.exists() and os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
-                break
+                return handle
         except FileNotFoundError:
             pass
         handle.close()
+
+
+def _release(final: Path, handle: IO[str]) -> None:
+    _lock_file(final).unlink(missing_ok=True)
+    handle.close()
+
+
+# The outputs whose locks this process holds for a whole stage (hold_lock), by absolute path.
+_held: dict[Path, IO[str]] = {}
+# The folders hold_lock created to put a lock beside an output, outermost first.
+_created: list[Path] = []
+# Set by a stage that runs its work in torchrun's workers (distributed.launch) to its own pid:
+# it holds its outputs' locks, so a worker it started writes them without taking the lock.
+LOCKS_HELD_BY = "DESTSEG_LOCKS_HELD_BY"
+
+
+def _held_by_parent() -> bool:
+    return os.environ.get(LOCKS_HELD_BY) == str(os.getppid())
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    given = Path(path)
+    return Path(os.path.abspath(given.resolve() if given.is_symlink() else given))
+
+
+def hold_lock(path: str | os.PathLike) -> None:
+    """Lock the output at ``path`` (through a link) until :func:`release_locks`: a stage holds
+    every output's lock from its first check to its end, so a second run writing the same
+    file or folder fails at once, instead of training to the end and overwriting the first's."""
+    final = _absolute(path)
+    if final in _held:
+        return
+    missing = [folder for folder in final.parents if not folder.exists()]
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error(final, err) from None
+    _created.extend(reversed(missing))
+    _held[final] = _acquire(final)
+
+
+def release_locks() -> None:
+    """Release every lock :func:`hold_lock` took (the stage ends), and remove the folders it
+    created for them that nothing was written into (a refused run leaves no trace)."""
+    while _held:
+        _release(*_held.popitem())
+    while _created:
+        with suppress(OSError):
+            _created.pop().rmdir()
+
+
+@contextmanager
+def _locked(final: Path) -> Iterator[None]:
+    """Hold the lock of output ``final`` for the block, unless the stage holds it already."""
+    if _absolute(final) in _held or _held_by_parent():
+        yield
+        return
+    handle = _acquire(final)
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
+        _release(final, handle)
 
 
 @contextmanager
@@ -147,6 +263,7 @@ def atomic_path(
 def _replacing(final: Path, directory: bool, owner: str | None) -> Iterator[Path]:
     tmp, old = temporary_paths(final)
     try:
+        _restore(final, old)
         _remove(tmp)
         _remove(old)
         if directory:
@@ -156,8 +273,28 @@ def _replacing(final: Path, directory: bool, owner: str | None) -> Iterator[Path
             tmp.touch()
     except OSError as err:
         raise _write_error(final, err) from None
+    later = False
     try:
         yield tmp
+        if _deferred:  # swapped in with the stage's other outputs (outputs_together)
+            _deferred[-1].append((final, directory))
+            later = True
+        else:
+            _swap(final, directory)
+    except OSError as err:
+        if err.errno in STORAGE_ERRORS and not isinstance(err, OutputWriteError):
+            raise _write_error(final, err) from None
+        raise
+    finally:
+        if not later:
+            _remove(tmp)
+
+
+def _swap(final: Path, directory: bool) -> None:
+    """Move the temporary of ``final`` onto it; a previous folder is moved aside first and
+    removed after."""
+    tmp, old = temporary_paths(final)
+    try:
         if directory and final.exists():
             final.rename(old)
             tmp.rename(final)
@@ -168,8 +305,44 @@ def _replacing(final: Path, directory: bool, owner: str | None) -> Iterator[Path
         if err.errno in STORAGE_ERRORS:
             raise _write_error(final, err) from None
         raise
+
+
+# For each open outputs_together block, the outputs written in it and not yet swapped in.
+_deferred: list[list[tuple[Path, bool]]] = []
+
+
+@contextmanager
+def outputs_together() -> Iterator[None]:
+    """Swap in every output that :func:`atomic_path` writes in the block together, once the
+    block has succeeded: files first, folders last. A stage whose last output fails (a full
+    disk under its metrics) then leaves all its previous outputs in place, instead of new CAMs
+    beside the previous run's metrics. Swapping is renaming, which takes no space."""
+    pending: list[tuple[Path, bool]] = []
+    _deferred.append(pending)
+    try:
+        yield
+    except BaseException:
+        for final, _ in pending:
+            _remove(temporary_paths(final)[0])
+        raise
     finally:
-        _remove(tmp)
+        _deferred.pop()
+    pending.sort(key=lambda output: output[1])
+    try:
+        while pending:
+            _swap(*pending[0])
+            pending.pop(0)
+    finally:  # a swap that failed: the rest stay as they were
+        for final, _ in pending:
+            _remove(temporary_paths(final)[0])
+
+
+def _restore(final: Path, old: Path) -> None:
+    """Put back the previous folder ``old`` that a run killed between the two renames of a
+    replace left without its final name, before anything is deleted: otherwise the next run,
+    interrupted in turn, would leave neither the previous output nor the new one."""
+    if old.is_dir() and not old.is_symlink() and not (final.exists() or final.is_symlink()):
+        old.rename(final)
 
 
 def _write_error(final: Path, err: OSError) -> OutputWriteError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import zipfile
 from typing import Any
 
 import torch
@@ -43,6 +44,11 @@ def load(path: str | os.PathLike, map_location: torch.device | str | None = None
         raise
     # torch raises RuntimeError, UnpicklingError, EOFError, ValueError, ... depending on the damage
     except Exception as err:
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+            raise UnreadableFileError(
+                f"{path}: not a readable torch file (not the zip archive torch.save writes: "
+                "another kind of file, or a truncated one)"
+            ) from None
         raise UnreadableFileError(f"{path}: not a readable torch file ({_reason(err)})") from None
 
 

@@ -32,6 +32,16 @@ class CheckpointWarning(UserWarning):
     """A resume checkpoint could not be used; training starts over."""
 
 
+class CheckpointRefused(ValueError):
+    """The file at the checkpoint path is not a resume checkpoint: left alone, nothing trained."""
+
+
+_LEFT_ALONE = (
+    "left as it is, nothing trained: delete it to train from scratch, or give --checkpoint "
+    "another path"
+)
+
+
 class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -60,25 +70,24 @@ def save_checkpoint(
 def load_checkpoint(path: Path, digest: str, device: torch.device) -> dict | None:
     """The resume state at ``path`` if it is whole and was written with fingerprint ``digest``.
 
-    Never fatal: an unreadable file (truncated by a crash, corrupt, or a pickle of arbitrary
-    objects, which ``weights_only`` refuses to rebuild) is ignored with a warning naming it, and
-    a checkpoint of other params or inputs with a message; training then starts over.
+    A checkpoint of other params or inputs is stale: training starts over (with a message) and
+    replaces it. Anything else at ``path`` that is not a resume checkpoint (another stage's
+    model file, the dataset's labels, the user's notes, a damaged or crafted file, whose
+    pickle ``weights_only`` refuses to rebuild) raises :class:`CheckpointRefused` before any
+    training: the run would overwrite it after its first epoch and delete it at the end, and
+    checkpoints are written atomically, so none of ours is ever half-written.
     """
     if not path.is_file():
         return None
     try:
         state = torch_files.load(path, map_location=device)
     except torch_files.UnreadableFileError as err:
-        warnings.warn(f"{err}; ignored, training starts over", CheckpointWarning, stacklevel=2)
-        return None
+        raise CheckpointRefused(f"{err}; {_LEFT_ALONE}") from None
     if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
-        warnings.warn(
-            f"{path}: not a resume checkpoint (needs {', '.join(CHECKPOINT_KEYS)}); ignored, "
-            "training starts over",
-            CheckpointWarning,
-            stacklevel=2,
+        raise CheckpointRefused(
+            f"{path}: not a resume checkpoint (it lacks {', '.join(CHECKPOINT_KEYS)}); "
+            f"{_LEFT_ALONE}"
         )
-        return None
     if state["fingerprint"] != digest:
         print(f"{path}: written with other params or inputs; training starts over", flush=True)
         return None
