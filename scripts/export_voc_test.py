@@ -35,7 +35,7 @@ from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
-from stages.cli import ParamsOption, StageError, reported, require
+from stages.cli import ParamsOption, StageError, check_outputs, reported, require
 from stages.params.evaluate import EvaluateParams
 from stages.params.reader import read_params
 from stages.params.run import read_run
@@ -79,6 +79,8 @@ def main(
     ] = "comp6",
 ) -> None:
     """Write the predictions in the server's layout, then the archive to upload."""
+    results, archive = out / "results", out / "results.tar.gz"
+    check_outputs("export_voc_test", folders=[results], files=[archive])
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
     device = resolve_device(run.device)
@@ -86,13 +88,12 @@ def main(
     model, _ = load_model(model_path, Segmenter, device)
     amp = resolve_precision(run.amp, device)
     amp.place(model)
-    results = out / "results"
     with atomic_path(results, directory=True, owner="export_voc_test") as tmp, amp.autocast():
         folder = tmp / "VOC2012" / "Segmentation" / f"{competition}_test_cls"
         export_predictions(model, paths, p.scales, p.flip, device, folder)
-    with atomic_path(out / "results.tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
+    with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
         tar.add(results, arcname="results")
-    print(f"export: {len(paths)} predictions -> {out / 'results.tar.gz'}")
+    print(f"export: {len(paths)} predictions -> {archive}")
 
 
 if __name__ == "__main__":

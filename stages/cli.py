@@ -15,7 +15,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from destseg.runtime.files import check_file_output, check_output, hold_lock, release_locks
+from destseg.runtime.files import (
+    check_file_output,
+    check_not_inside_another_output,
+    check_output,
+    hold_lock,
+    release_locks,
+)
 from destseg.runtime.torchrun_env import under_torchrun
 
 # Options that several stages share; each stage gives the default path that dvc.yaml uses.
@@ -129,6 +135,8 @@ def check_outputs(owner: str, folders: Iterable[Path] = (), files: Iterable[Path
     user's own torchrun leaves the locking to each folder's write, as before)."""
     folders, files = list(folders), list(files)
     where = [check_output(folder, owner) for folder in folders]
+    for folder, final in zip(folders, where, strict=True):
+        check_not_inside_another_output(folder, final, owner)
     where += [check_file_output(file, owner) for file in files]
     seen: dict[Path, Path] = {}
     for given, final in zip([*folders, *files], where, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -25,6 +26,12 @@ def run_in_workers(nproc: int, module: str, device: torch.device | None = None) 
 
     if nproc == 1 or under_torchrun():
         return False
+    cores = len(os.sched_getaffinity(0))
+    if (device is None or device.type == "cpu") and nproc > cores:
+        raise StageError(
+            f"dist.nproc: {nproc} processes on the CPU, and this process may use {cores} cores: "
+            "more processes than cores only fight over them (and each holds its own memory)"
+        )
     if device is not None and device.type == "cuda" and nproc > torch.cuda.device_count():
         raise StageError(
             f"dist.nproc: {nproc} processes need {nproc} GPUs, and "

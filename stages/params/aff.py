@@ -6,11 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from destseg.models.configs import MAX_RADIUS, MIN_RADIUS
 from stages.params.train import TrainParams
 
 
 class AffParams(TrainParams):
     """AffinityNet and its training (stage train_aff)."""
 
-    radius: Annotated[int, Field(ge=2, le=12)]
+    radius: Annotated[int, Field(ge=MIN_RADIUS, le=MAX_RADIUS)]
     feature_stride: Literal[4, 8]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, model_validator
 
 from destseg.models.backbone import feature_size
+from destseg.models.configs import MAX_GRID
 from stages.params.base import Probability, Section
 from stages.params.train import TrainParams
 
@@ -15,8 +16,8 @@ class LdmParams(Section):
     """Low-Level Destruction Module: region confusion of the input image."""
 
     enabled: StrictBool
-    grid: Annotated[int, Field(ge=1)]
-    k: Annotated[int, Field(ge=0)]
+    grid: Annotated[int, Field(ge=1, le=MAX_GRID)]
+    k: Annotated[int, Field(ge=0, le=MAX_GRID)]
     probability: Probability
 
 
@@ -24,7 +25,7 @@ class MdcParams(Section):
     """Mid-Level Distribution-and-Collection Module: patch-wise convolution of features."""
 
     enabled: StrictBool
-    grid: Annotated[int, Field(ge=1)]
+    grid: Annotated[int, Field(ge=1, le=MAX_GRID)]
     position: Literal[3, 4]
     shared: StrictBool
     activation: StrictBool

@@ -6,16 +6,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from destseg.dataset.layout import MAX_OBJECT_CLASSES
 from stages.params.base import Probability, Section, Seed
+
+# The synthetic data's bounds: images as large as VOC's largest side (500 px) twice over, and
+# 100,000 of them, ten times VOC's train_aug: a slip (100000 px a side asks for 149 GiB) is
+# refused before any image is drawn.
+MAX_IMAGE_SIDE = 1024
+MAX_IMAGES = 100_000
+MAX_OBJECTS = 64
 
 
 class SyntheticParams(Section):
-    num_classes: Annotated[int, Field(ge=1, le=254)]
-    image_size: Annotated[int, Field(ge=32)]
-    train_images: Annotated[int, Field(ge=1)]
-    val_images: Annotated[int, Field(ge=1)]
-    min_objects: Annotated[int, Field(ge=1)]
-    max_objects: Annotated[int, Field(ge=1)]
+    num_classes: Annotated[int, Field(ge=1, le=MAX_OBJECT_CLASSES)]
+    image_size: Annotated[int, Field(ge=32, le=MAX_IMAGE_SIDE)]
+    train_images: Annotated[int, Field(ge=1, le=MAX_IMAGES)]
+    val_images: Annotated[int, Field(ge=1, le=MAX_IMAGES)]
+    min_objects: Annotated[int, Field(ge=1, le=MAX_OBJECTS)]
+    max_objects: Annotated[int, Field(ge=1, le=MAX_OBJECTS)]
     min_object_size: Annotated[float, Field(gt=0, le=1)]
     max_object_size: Annotated[float, Field(gt=0, le=1)]
     part_size: Annotated[float, Field(gt=0, le=1)]

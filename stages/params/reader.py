@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,7 +41,22 @@ TOP_LEVEL_KEYS = (
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one,
-    so the first edit would be ignored without a word)."""
+    so the first edit would be ignored without a word) and any alias (``*name``): a few
+    kilobytes of nested aliases expand to gigabytes (the "billion laughs"), and no params
+    file needs one. It reads ``1e-3`` as the number it is, as DVC's YAML 1.2 reader does
+    (PyYAML's YAML 1.1 wants ``1.0e-3`` and would hand the schema a string)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"alias *{str(event.anchor)[:40]} refused: params files take no aliases (a few "
+                "nested ones expand to gigabytes); write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -52,6 +68,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+# An input echoed in an error is cut to this many characters: a value may be megabytes long.
+_ECHOED = 80
+
+
+def _echo(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _ECHOED else f"{text[:_ECHOED]}... ({len(text)} characters)"
 
 
 def _yaml_error(path: Path, err: yaml.YAMLError) -> ParamsError:
@@ -95,5 +124,5 @@ def read_params(path: Path, key: str | None, schema: type[S]) -> S:
         where = ".".join(str(part) for part in ((key,) if key else ()) + tuple(first["loc"]))
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] != "value_error":  # a type or range error: show what was given
-            message += f" (got {first.get('input')!r})"
+            message += f" (got {_echo(first.get('input'))})"
         raise ParamsError(f"{path}: {where}: {message}") from None

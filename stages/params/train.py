@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from destseg.models.configs import MAX_CROP, Backbone, OutputStride
 from stages.params.base import Positive, Section
 
-# The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal, and likewise
-# for the freezing, unary and normalisation choices of the other sections); spelled out so that
-# reading params does not import torch.
-Backbone = Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"]
-# ... and those of them without ImageNet weights (destseg.models.backbone.UNTRAINED)
+# The backbones and bounds come from destseg.models.configs, which model files pass too. Those
+# backbones without ImageNet weights are spelled out here so that reading params does not
+# import torch (a test keeps them equal to destseg.models.backbone.UNTRAINED, and likewise for
+# the freezing, unary and normalisation choices of the other sections).
 UNTRAINED_BACKBONES = ("resnet10",)
 
 
@@ -22,9 +22,9 @@ class TrainParams(Section):
     segmenter (``seg``)."""
 
     backbone: Backbone
-    output_stride: Literal[8, 16, 32]
+    output_stride: OutputStride
     pretrained: StrictBool
-    crop_size: Annotated[int, Field(ge=16)]
+    crop_size: Annotated[int, Field(ge=16, le=MAX_CROP)]
     scale_range: Annotated[tuple[Positive, Positive], Field(strict=False)]  # a YAML list
     color_jitter: Annotated[float, Field(ge=0, le=1)]
     batch_size: Annotated[int, Field(ge=1)]

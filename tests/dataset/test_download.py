@@ -194,3 +194,28 @@ def test_extract_reports_a_damaged_zip(tmp_path):
     archive.write_bytes(data[:30] + b"\0" * 40 + data[70:])  # the member's bytes overwritten
     with pytest.raises(DownloadError, match=r"archive\.zip: not a readable zip"):
         extract(archive, tmp_path / "out")
+
+
+@pytest.mark.bad_input
+def test_a_zip_member_that_inflates_like_a_bomb_is_refused_before_writing(tmp_path):
+    """8 MiB of spaces deflate to about 8 KB: refused from the headers, nothing written."""
+    path = tmp_path / "archive.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("annotations/instances_train2014.json", b" " * (8 << 20))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(UnsafeArchiveError, match=r"instances_train2014\.json' inflates \d+ times"):
+        extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_a_member_larger_than_any_real_one_is_refused_before_writing(tmp_path, kind, monkeypatch):
+    """The limit lowered to 1 kB for the test: a 2 kB member stands for one of over 1 GiB."""
+    monkeypatch.setattr("destseg.dataset.sources.download.MAX_MEMBER_BYTES", 1000)
+    members = {"small.jpg": b"1", "train2014/big.jpg": bytes(range(256)) * 8}
+    archive = _tar(tmp_path, members) if kind == "tar" else _zip(tmp_path, members)
+    with pytest.raises(UnsafeArchiveError, match=r"big\.jpg' would extract to"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert extract(archive, tmp_path / "out", under("small.jpg")) == ["small.jpg"]  # not kept

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ import yaml
 from conftest import ROOT
 from torchvision import models
 
+from destseg.models.affinity_net import AffinityNet
 from destseg.models.backbone import build_encoder, build_resnet, feature_size, set_output_stride
 from destseg.models.classifier import Classifier
 from destseg.models.model_file import build_model, load_model, save_model
@@ -208,3 +210,44 @@ def test_pretrained_weights_load_from_a_placed_file(monkeypatch, tmp_path):
     loaded = build_resnet("resnet18", pretrained=True)
     assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
     assert torch.equal(loaded.fc.bias, reference.fc.bias)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("network", "config", "expected"),
+    [
+        (
+            Classifier,
+            {
+                "backbone": "resnet10",
+                "num_classes": 3,
+                "output_stride": 16,
+                "mdc": {"grid": 400, "position": 4, "shared": True, "activation": True},
+            },
+            "not a valid classifier configuration (mdc.grid: Input should be less than or equal",
+        ),
+        (
+            AffinityNet,
+            {"backbone": "resnet10", "output_stride": 8, "feature_stride": 4, "radius": 100000},
+            "not a valid affinity configuration (radius: Input should be less than or equal",
+        ),
+        (
+            Segmenter,
+            {"backbone": "resnet10", "num_classes": 2_000_000_000, "output_stride": 16},
+            "not a valid segmenter configuration (num_classes: Input should be less than",
+        ),
+        (
+            Segmenter,
+            {"backbone": "resnet10", "num_classes": 4, "output_stride": 16, "extra": 1},
+            "not a valid segmenter configuration (extra: Extra inputs are not permitted",
+        ),
+    ],
+    ids=["mdc-grid", "radius", "classes", "unknown-key"],
+)
+def test_a_model_files_config_is_validated_before_the_network_is_built(
+    tmp_path, network, config, expected
+):
+    """A config that would take gigabytes is refused from the file, never built."""
+    torch.save({"kind": network.KIND, "config": config, "state_dict": {}}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_model(tmp_path / "m.pt", network, torch.device("cpu"))

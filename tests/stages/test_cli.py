@@ -148,6 +148,10 @@ def test_missing_inputs_are_named(tmp_path, tiny_layout, stage, args, expected):
         ("seed: 0\nseed: 1\n", "not valid YAML at line 2, column 1: key 'seed' given twice"),
         ("cls:\n  lr: 0.1\n  lr: 0.2\n", "line 3, column 3: key 'lr' given twice"),
         ("seed: [0\ncls: 1\n", "not valid YAML at line 2, column 4"),
+        (
+            "gallery:\n  a: &a [0, 0, 0, 0, 0, 0, 0, 0, 0]\n  b: &b [*a, *a, *a, *a, *a, *a]\n",
+            "line 3, column 10: alias *a refused: params files take no aliases",
+        ),
     ],
 )
 def test_yaml_errors_name_the_line_and_column(tmp_path, text, expected):
@@ -221,3 +225,22 @@ def test_the_tests_pin_the_cpu_and_float32_whatever_the_machine(tmp_path):
     assert set(written) == set(shipped)
     explicit = yaml.safe_load(write_params(tmp_path, device="cuda:1").read_text())
     assert explicit["device"] == "cuda:1"
+
+
+def test_an_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path):
+    """``1e-3`` is a float to DVC (YAML 1.2) and to the stages; PyYAML alone reads a string."""
+    from stages.params.cls import ClsParams
+    from stages.params.reader import read_params
+
+    params = write_params(tmp_path, **{"cls.lr": "LR"})
+    params.write_text(params.read_text().replace("lr: LR\n", "lr: 1e-3\n"))
+    assert read_params(params, "cls", ClsParams).lr == 0.001
+
+
+@pytest.mark.bad_input
+def test_a_long_bad_value_is_echoed_cut_short(tmp_path):
+    params = write_params(tmp_path, **{"cls.backbone": "x" * 100_000})
+    app = importlib.import_module("stages.train_cls").app
+    result = runner.invoke(app, ["--params", str(params)])
+    assert result.exit_code == 1 and "(100002 characters)" in result.output
+    assert len(result.output) < 500

@@ -79,3 +79,20 @@ def test_export_refuses_list_ids_that_leave_the_image_folder(tmp_path, bad):
     assert result.exit_code == 1
     assert f"test.txt:2: image id {bad!r} is not a plain file name" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.bad_input
+def test_export_into_another_stages_folder_is_refused_before_predicting(tmp_path):
+    """--out at the prepared dataset: one line, nothing written into it."""
+    _setup(tmp_path)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / ".destseg-output").write_text("prepare\n")
+    result = CliRunner().invoke(
+        export_voc_test.app,
+        ["--images", str(tmp_path / "JPEGImages"), "--params", str(tmp_path / "params.yaml"),
+         "--model", str(tmp_path / "model.pt"), "--out", str(dataset)],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"inside {dataset}, the prepare stage's output" in result.output
+    assert sorted(p.name for p in dataset.iterdir()) == [".destseg-output"]

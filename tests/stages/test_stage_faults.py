@@ -127,6 +127,33 @@ def test_more_processes_than_gpus_are_refused_before_they_start(monkeypatch):
         run_in_workers(2, "stages.train_cls", torch.device("cuda"))
 
 
+def test_more_processes_than_cpu_cores_are_refused_before_they_start(monkeypatch):
+    from stages.cli import StageError
+    from stages.torchrun import run_in_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with pytest.raises(StageError, match=r"dist\.nproc: 64 processes on the CPU, and this"):
+        run_in_workers(64, "stages.train_cls", torch.device("cpu"))
+    with pytest.raises(StageError, match="may use 2 cores"):
+        run_in_workers(3, "stages.refine")  # the CRF stages: no device, always the CPU
+
+
+@pytest.mark.parametrize(
+    ("stage", "override", "expected"),
+    [
+        ("train_cls", {"cls.crop_size": 20000}, "cls.crop_size: Input should be less than or"),
+        ("prepare", {"data.synthetic.image_size": 100000}, "data.synthetic.image_size: Input"),
+        ("train_cls", {"cls.mdc.grid": 400}, "cls.mdc.grid: Input should be less than or equal"),
+        ("train_aff", {"aff.radius": 100000}, "aff.radius: Input should be less than or equal"),
+    ],
+)
+def test_sizes_beyond_what_a_gpu_run_uses_are_refused_before_any_work(
+    tmp_path, stage, override, expected
+):
+    result = _invoke(stage, write_params(tmp_path, **override))
+    assert result.exit_code == 1 and expected in _one_error_line(result)
+
+
 def test_train_cls_refuses_cam_scales_the_mdc_cannot_take_before_training(tmp_path, tiny_layout):
     """Today's default MDC (grid 2, OS16) on 64 px images: scale 0.25 leaves a 1x1 map."""
     params = write_params(tmp_path, **{"cam.scales": [1.0, 0.25]})
@@ -403,7 +430,7 @@ def test_an_image_damaged_after_prepare_is_named_in_one_line(tmp_path, tiny_layo
         ("prepare", ["--out", "{notes}"], "the prepare stage replaces only its own"),
         ("make_cam", ["--metrics", "{dataset}/labels.json"], "inside {dataset}, the prepare"),
         ("make_cam", ["--sweep-plot", "{summary}"], "an existing file that is not JSON"),
-        ("train_cls", ["--out", "{dataset}/labels.json"], "the train_cls stage writes no file"),
+        ("train_cls", ["--out", "{dataset}/labels.json"], "the train_cls stage writes nothing"),
         (
             "train_cls",
             ["--checkpoint", "{notes}/model.pt", "--out", "{notes}/model.pt"],

@@ -25,6 +25,9 @@ from PIL import Image
 from destseg.dataset.ids import check_id, read_id_list
 
 IGNORE_INDEX = 255
+# A mask stores a class per byte and 255 means ignore: the background 0 and at most 254 object
+# classes (VOC has 20, COCO 80).
+MAX_OBJECT_CLASSES = IGNORE_INDEX - 1
 # What PIL raises for a damaged file, depending on the format and the damage.
 DECODE_ERRORS = (
     OSError,

@@ -2,8 +2,9 @@
 
 A model file holds ``kind`` (the network class's ``KIND``: classifier, segmenter or affinity),
 the ``config`` the network was built with, and the weights. Loading rebuilds the network from
-the stored config, never from the current params, and a file of the wrong kind or with
-mismatched weights is a clear error. Callers name the network class they expect, so a stage
+the stored config, never from the current params, once that config has passed the schema of
+its kind (:mod:`destseg.models.configs`), and a file of the wrong kind or with mismatched
+weights is a clear error. Callers name the network class they expect, so a stage
 imports (and depends on) only the network it runs.
 """
 
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
+from destseg.models.configs import CONFIGS
 from destseg.runtime import torch_files
 
 # A network class with a KIND (Classifier, Segmenter, AffinityNet), built from its config.
@@ -47,6 +50,15 @@ def load_model(
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: expected a {kind} model file, found {found!r}")
     config = state.get("config")
+    try:  # before anything is built: the config decides how much memory the network takes
+        CONFIGS[kind].model_validate(config)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise ValueError(
+            f"{path}: not a valid {kind} configuration ({where}: "
+            f"{first['msg'].removeprefix('Value error, ')[:200]})"
+        ) from None
     found_classes = config.get("num_classes") if isinstance(config, dict) else num_classes
     if num_classes is not None and found_classes != num_classes:
         raise ValueError(

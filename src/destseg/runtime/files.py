@@ -120,6 +120,18 @@ _KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
 }
 
 
+def check_not_inside_another_output(given: str | os.PathLike, final: Path, owner: str) -> None:
+    """Refuse an output of stage ``owner`` at ``final`` inside a folder that another stage
+    wrote (its marker says so): the dataset, the CAMs."""
+    for folder in Path(os.path.abspath(final)).parents:
+        marker = folder / MARKER
+        if marker.is_file() and (written_by := marker.read_text().strip()) != owner:
+            raise OutputRefused(
+                f"{given}: inside {folder}, the {written_by} stage's output; the {owner} stage "
+                "writes nothing into another stage's folder. Choose another path"
+            )
+
+
 def check_file_output(path: str | os.PathLike, owner: str) -> Path:
     """:func:`check_output` for a file output of stage ``owner``, and what a stage checks
     before it may replace an existing file, which carries no marker: it must lie in no folder
@@ -127,13 +139,7 @@ def check_file_output(path: str | os.PathLike, owner: str) -> Path:
     (``_KINDS``: JSON for a metrics file, a torch file for a model). So a stage replaces
     neither the dataset's labels nor a text of the user's."""
     final = check_output(path)
-    for folder in Path(os.path.abspath(final)).parents:
-        marker = folder / MARKER
-        if marker.is_file() and (written_by := marker.read_text().strip()) != owner:
-            raise OutputRefused(
-                f"{path}: inside {folder}, the {written_by} stage's output; the {owner} stage "
-                "writes no file into another stage's folder. Choose another path"
-            )
+    check_not_inside_another_output(path, final, owner)
     kind = _KINDS.get(final.suffix.lower())
     if kind is not None and final.is_file() and not kind[1](final):
         raise OutputRefused(

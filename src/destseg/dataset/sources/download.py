@@ -24,6 +24,16 @@ from pathlib import Path, PurePosixPath
 from torchvision.datasets.utils import calculate_md5
 
 CHUNK = 1 << 20
+# What one extracted member may take, checked from the archive's headers before anything is
+# written. The largest member of the real archives is COCO's instances_train2014.json (about
+# 330 MB; the images are JPEGs of under 1 MB, VOC's and SBD's members smaller still): 1 GiB
+# leaves three times that. A zip member also states its compressed size: JSON deflates about
+# 5 to 1 and JPEGs not at all, while a run of one byte deflates about 1000 to 1, so a member
+# of over 1 MiB that inflates more than 50 times is refused as a decompression bomb. (A tar
+# member's size is the tar's own header, whatever compresses the whole stream.)
+MAX_MEMBER_BYTES = 1 << 30
+MAX_RATIO = 50
+RATIO_CHECKED_ABOVE = 1 << 20
 
 
 class DownloadError(OSError):
@@ -138,6 +148,20 @@ def _check_zip_member(member: zipfile.ZipInfo, archive: Path) -> None:
         raise UnsafeArchiveError(f"{archive}: member {member.filename!r} is a link")
 
 
+def _check_size(name: str, size: int, compressed: int | None, archive: Path) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} would extract to {size / 2**30:.1f} GiB, more than "
+            f"the {MAX_MEMBER_BYTES / 2**30:.0f} GiB any member of the dataset's archives takes"
+        )
+    if compressed is not None and size > RATIO_CHECKED_ABOVE and size > MAX_RATIO * compressed:
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} inflates {size / max(compressed, 1):.0f} times "
+            f"({compressed} bytes to {size}), more than the {MAX_RATIO} of any real dataset "
+            "file: a decompression bomb, not extracted"
+        )
+
+
 def _extract_zip(archive: Path, dest: Path, keep: Callable[[str], bool]) -> list[str]:
     try:
         with zipfile.ZipFile(archive) as bundle:
@@ -145,6 +169,8 @@ def _extract_zip(archive: Path, dest: Path, keep: Callable[[str], bool]) -> list
             for member in members:
                 _check_zip_member(member, archive)
             chosen = [m for m in members if keep(m.filename)]
+            for member in chosen:
+                _check_size(member.filename, member.file_size, member.compress_size, archive)
             bundle.extractall(dest, members=chosen)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
         raise DownloadError(f"{archive}: not a readable zip archive ({err})") from None
@@ -158,7 +184,9 @@ def extract(
     ``keep`` accepts.
 
     Every member is checked before anything is written: an absolute path, a ``..`` component,
-    a link pointing outside (any link, in a zip), or a device file rejects the whole archive.
+    a link pointing outside (any link, in a zip), or a device file rejects the whole archive,
+    and so does a member to extract that is larger than any of the real archives' or inflates
+    like a decompression bomb (``MAX_MEMBER_BYTES``, ``MAX_RATIO``).
     Returns the names extracted.
     """
     if zipfile.is_zipfile(archive):
@@ -169,6 +197,8 @@ def extract(
             for member in members:
                 _check_member(member, archive)
             chosen = [m for m in members if keep(m.name)]
+            for member in chosen:
+                _check_size(member.name, member.size, None, archive)
             # the "data" filter (Python 3.10.12+) adds a second line of defence where it exists
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(dest, members=chosen, **extra)
