@@ -69,6 +69,7 @@ from destseg.models.segmenter import Segmenter  # noqa: E402
 from destseg.runtime.device import Precision, resolve_device, resolve_precision  # noqa: E402
 from destseg.runtime.distributed import World  # noqa: E402
 from destseg.training.loop import Schedule, fit  # noqa: E402
+from stages.cli import StageError, reported  # noqa: E402
 from stages.params.cls import ClsParams  # noqa: E402
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
@@ -443,6 +444,7 @@ def shared_device(config: dict, device: torch.device, toy: bool, work: Path, log
     return result
 
 
+@reported
 def main(
     out: Annotated[Path, typer.Option(help="Folder for summary.json and log.txt.")],
     device: Annotated[
@@ -455,6 +457,13 @@ def main(
 ) -> None:
     torch.manual_seed(0)
     chosen = resolve_device(device)
+    if chosen.type != "cuda" and not toy:
+        raise StageError(
+            f"no GPU to check (device {device!r} is {chosen}): the full-size probes take gigabytes "
+            "and hours on a CPU; --toy runs this script at toy size on any machine"
+        )
+    if out.exists() and not out.is_dir():
+        raise StageError(f"{out}: an existing file; --out is a folder for summary.json and log.txt")
     out.mkdir(parents=True, exist_ok=True)
     lines = io.StringIO()
 

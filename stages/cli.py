@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from destseg.runtime.files import (
+    LOCKS_HELD_BY,
     check_file_output,
     check_not_inside_another_output,
     check_output,
     hold_lock,
     release_locks,
 )
+from destseg.runtime.lifeline import dvc_ancestor, end_with
 from destseg.runtime.torchrun_env import under_torchrun
 
 # Options that several stages share; each stage gives the default path that dvc.yaml uses.
@@ -79,6 +81,15 @@ def _message(err: BaseException) -> str:
     return message
 
 
+def _watch_the_process_worked_for() -> None:
+    """End with DVC (``dvc repro`` or ``dvc exp run`` runs this stage) or with the stage whose
+    torchrun worker this process is (:mod:`destseg.runtime.lifeline`)."""
+    if os.environ.get(LOCKS_HELD_BY) == str(os.getppid()):
+        end_with(os.getppid())
+    elif "DVC_STAGE" in os.environ and (dvc := dvc_ancestor()) is not None:
+        end_with(dvc)
+
+
 def reported(main: Callable) -> Callable:
     """Turn the expected failures of a stage into one line on stderr and exit status 1, an
     interrupt (Ctrl-C, SIGTERM) into one line and status 130 or 143 after the outputs' temporary
@@ -96,6 +107,7 @@ def reported(main: Callable) -> Callable:
         if not debug:
             warnings.formatwarning = _one_line_warning
         signal.signal(signal.SIGTERM, _terminate)
+        _watch_the_process_worked_for()
         try:
             return main(*args, **kwargs)
         except (StageError, OSError, ValueError, FloatingPointError) as err:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import print as rprint
 
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.sources.download import Archive
@@ -39,11 +38,17 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
 
         c = data.coco2014
         archives = {
-            "train": Archive(c.train_url, coco2014.TRAIN_ARCHIVE.filename, c.train_md5),
-            "val": Archive(c.val_url, coco2014.VAL_ARCHIVE.filename, c.val_md5),
-            "annotations": Archive(
-                c.annotations_url, coco2014.ANNOTATIONS_ARCHIVE.filename, c.annotations_md5
-            ),
+            key: Archive(
+                getattr(c, f"{key}_url"),
+                official.filename,
+                getattr(c, f"{key}_md5"),
+                md5_param=f"data.coco2014.{key}_md5",
+            )
+            for key, official in (
+                ("train", coco2014.TRAIN_ARCHIVE),
+                ("val", coco2014.VAL_ARCHIVE),
+                ("annotations", coco2014.ANNOTATIONS_ARCHIVE),
+            )
         }
         official = [a.md5 for a in archives.values()] == [
             coco2014.TRAIN_ARCHIVE.md5,
@@ -54,8 +59,8 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
     from destseg.dataset.sources import voc2012  # torchvision and scipy load only for this source
 
     v = data.voc2012
-    voc = Archive(v.voc_url, voc2012.VOC_ARCHIVE.filename, v.voc_md5)
-    sbd = Archive(v.sbd_url, voc2012.SBD_ARCHIVE.filename, v.sbd_md5)
+    voc = Archive(v.voc_url, voc2012.VOC_ARCHIVE.filename, v.voc_md5, "data.voc2012.voc_md5")
+    sbd = Archive(v.sbd_url, voc2012.SBD_ARCHIVE.filename, v.sbd_md5, "data.voc2012.sbd_md5")
     official = (voc.md5, sbd.md5) == (voc2012.VOC_ARCHIVE.md5, voc2012.SBD_ARCHIVE.md5)
     expected = voc2012.TRAIN_AUG_SIZE if official else None
     return voc2012.build(voc, sbd, Path(v.download_dir), out, expected)
@@ -81,7 +86,7 @@ def main(
     with atomic_path(out, directory=True, owner="prepare") as tmp:
         counts = build(data, VOCLayout(tmp))
         classes = len(VOCLayout(tmp).classes) - 1
-    rprint(f"prepare ({data.source}): {counts} images, {classes} classes -> {out}")
+    print(f"prepare ({data.source}): {counts} images, {classes} classes -> {out}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,23 @@
-"""Shared fixtures: a tiny synthetic dataset written once per session."""
+"""Shared fixtures: a tiny synthetic dataset written once per session, the threads each test
+process may use, and folders that the test processes of one run share."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+# pytest-xdist runs the suite in several processes (pyproject.toml: -n auto): each gets its
+# share of the cores, and so do the stages it runs (DVC passes the environment on). Set before
+# torch is imported: its thread pool reads it once. Several torch processes each using every
+# core slow each other down about tenfold.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
 
 import pytest
 import yaml
@@ -54,3 +68,30 @@ def listed(folder: Path) -> list[Path]:
     from destseg.runtime.files import MARKER
 
     return sorted(p for p in folder.iterdir() if p.name != MARKER)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` that ``build`` fills, built once for all the test processes of
+    this run (the first to ask builds it while the others wait) and only read afterwards:
+    the end-to-end pipelines that many tests read. A test that writes copies it first."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the folder every process's base folder is in
+    folder = root / name
+    with _locked(root / f"{name}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder

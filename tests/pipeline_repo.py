@@ -25,6 +25,29 @@ def run(args, cwd, env):
     return result.stdout
 
 
+def dvc_env() -> dict[str, str]:
+    """The environment to run git and DVC in a test repository with: this Python's dvc
+    first on the PATH, a committer, no analytics."""
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        DVC_NO_ANALYTICS="1",
+    )
+    return env
+
+
+def own_copy(repo: Path, tmp_path: Path) -> Path:
+    """A copy of the reproduced repository ``repo`` (git, DVC cache, outputs) to change or
+    run DVC in: the original is shared by the tests of every test process and only read (two
+    DVC commands in one repository at once would also fight over its lock)."""
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, symlinks=True)
+    return copy
+
+
 def prepare_repo(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> dict:
     """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` on the CPU in
     float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml and commit;
@@ -39,14 +62,7 @@ def prepare_repo(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml")
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-        DVC_NO_ANALYTICS="1",
-    )
+    env = dvc_env()
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny"], repo, env)

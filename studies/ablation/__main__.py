@@ -9,6 +9,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from stages.cli import StageError, reported
 from studies.ablation import __doc__ as DOC
 from studies.ablation.designs import PAIRED, STUDIES
 from studies.ablation.experiments import (
@@ -16,6 +17,7 @@ from studies.ablation.experiments import (
     experiment_branches,
     experiment_profile,
     finished,
+    none_finished,
     queue_commands,
     runs,
     with_recorded,
@@ -70,6 +72,28 @@ def default_out(study_out: Path, table: str, cam_only: bool) -> Path:
     return study_out.with_name(f"{stem}_{table}" if table else stem)
 
 
+def _in_a_dvc_repository() -> None:
+    here = Path.cwd().resolve()
+    if not any((folder / ".dvc").is_dir() for folder in (here, *here.parents)):
+        raise StageError(
+            f"{here}: not inside a DVC repository; run this from the project's checkout"
+        )
+
+
+def _experiments(rev: list[str] | None) -> list[dict]:
+    """``dvc exp show``'s rows of the experiments queued from ``rev`` (HEAD)."""
+    import dvc.api
+
+    _in_a_dvc_repository()
+    return dvc.api.exp_show(revs=rev)
+
+
+def _found(frame: pd.DataFrame, study: str, cam_only: bool) -> pd.DataFrame:
+    if frame.empty:
+        raise ValueError(none_finished(study, cam_only))
+    return frame
+
+
 def _check(study: str) -> str:
     if study not in STUDIES:
         raise typer.BadParameter(f"{study!r}: choose one of {', '.join(STUDIES)}")
@@ -77,6 +101,7 @@ def _check(study: str) -> str:
 
 
 @app.command()
+@reported
 def queue(
     seeds: Annotated[list[int], typer.Option(help="Training seeds.")] = [0, 1, 2],  # noqa: B006
     study: StudyOption = "destruction",
@@ -90,11 +115,16 @@ def queue(
     unknown = set(variant or []) - set(STUDIES[_check(study)].variants)
     if unknown:
         raise typer.BadParameter(f"{sorted(unknown)}: not variants of the {study} study")
+    if any(not 0 <= seed < 2**63 for seed in seeds):
+        raise typer.BadParameter(f"{seeds}: seeds are 0 to 2^63 - 1, as params.yaml's seed")
+    _in_a_dvc_repository()
     for command in queue_commands(seeds, study, variant, cam_only):
-        subprocess.run(command, check=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            raise StageError(f"{' '.join(command[:4])} failed (DVC's message is above)")
 
 
 @app.command()
+@reported
 def collect(
     study: StudyOption = "destruction",
     out: Annotated[Path | None, typer.Option(help="Output path without suffix.")] = None,
@@ -105,13 +135,12 @@ def collect(
 ):
     """Collect the experiments' metrics into <out>.csv and <out>.md (per variant) and
     <out>_runs.csv (per experiment)."""
-    import dvc.api
-
     out = out or default_out(STUDIES[_check(study)].out, "", cam_only)
-    frame = runs(dvc.api.exp_show(revs=rev), study, seeds, not keep, cam_only)
+    frame = runs(_experiments(rev), study, seeds, not keep, cam_only)
     compared = ["CAM mIoU"] if cam_only else PAIRED
     if keep:
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    frame = _found(frame, study, cam_only)
     table = summarize(frame)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
@@ -138,6 +167,7 @@ def collect(
 
 
 @app.command()
+@reported
 def profile(
     out: Annotated[
         Path | None, typer.Option(help="Output path without suffix (<study's out>_profile).")
@@ -152,19 +182,16 @@ def profile(
     data only): mean normalised CAM and share above the chosen threshold on parts, bodies and
     background, per run (<out>_runs.csv) and per variant (<out>.md, <out>.csv). The CAMs of a
     cam-only experiment are those of its whole run: the same output file either way."""
-    import dvc.api
-
     spec = STUDIES[_check(study)]
     out = out or default_out(spec.out, "profile", cam_only)
     records = [
         {"variant": variant, "seed": seed, **experiment_profile(row["rev"])}
-        for row, variant, seed in finished(
-            dvc.api.exp_show(revs=rev), _check(study), seeds, not keep, cam_only
-        )
+        for row, variant, seed in finished(_experiments(rev), study, seeds, not keep, cam_only)
     ]
     frame = pd.DataFrame(records)
     if keep:
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    frame = _found(frame, study, cam_only)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     table = summarize(frame)
@@ -177,6 +204,7 @@ def profile(
 
 
 @app.command()
+@reported
 def branches(
     out: Annotated[
         Path | None, typer.Option(help="Output path without suffix (<study's out>_branches).")
@@ -192,12 +220,11 @@ def branches(
     epoch, and a linear probe of the encoder on the bodies (studies/body_probe.py). Writes
     <out>_runs.csv (mAPs and probe per run and branch), <out>_losses.csv (per epoch) and
     <out>.md (mean ± std per variant and branch)."""
-    import dvc.api
 
     spec = STUDIES[_check(study)]
     out = out or default_out(spec.out, "branches", cam_only)
     maps, losses = [], []
-    rows = dvc.api.exp_show(revs=rev)
+    rows = _experiments(rev)
     for row, variant, seed in finished(rows, study, seeds, not keep, cam_only):
         run_maps, run_losses, probe = experiment_branches(row["rev"])
         tag = {"variant": variant, "seed": seed}
@@ -208,6 +235,7 @@ def branches(
     if keep:
         maps = with_recorded(maps, out.with_name(f"{out.name}_runs.csv"), study, seeds)
         losses = with_recorded(losses, out.with_name(f"{out.name}_losses.csv"), study, seeds)
+    maps = _found(maps, study, cam_only)
     out.parent.mkdir(parents=True, exist_ok=True)
     maps.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     losses.to_csv(out.with_name(f"{out.name}_losses.csv"), index=False, float_format="%.6f")
@@ -217,6 +245,7 @@ def branches(
 
 
 @app.command("branch-cams")
+@reported
 def branch_cams(
     out: Annotated[
         Path | None,
@@ -235,12 +264,11 @@ def branch_cams(
     stacked CAM, each at its own threshold chosen on splits.tune (synthetic data only): mIoU
     and part / body / background shares on splits.score_cams (studies/branch_cams.py). Writes
     <out>_runs.csv (per run and branch) and <out>.md (mean ± std per variant and branch)."""
-    import dvc.api
 
     spec = STUDIES[_check(study)]
     out = out or default_out(spec.out, "branch_cams", cam_only)
     records = []
-    rows = dvc.api.exp_show(revs=rev)
+    rows = _experiments(rev)
     for row, name, seed in finished(rows, study, seeds, not keep, cam_only):
         if variant and name not in variant:
             continue
@@ -251,6 +279,7 @@ def branch_cams(
     frame = pd.DataFrame(records)
     if keep:
         frame = with_recorded(frame, out.with_name(f"{out.name}_runs.csv"), study, seeds)
+    frame = _found(frame, study, cam_only)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out.with_name(f"{out.name}_runs.csv"), index=False, float_format="%.6f")
     markdown = branch_cams_markdown(frame)

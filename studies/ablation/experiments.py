@@ -50,6 +50,16 @@ def _metric(row: dict, file: str, key: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
+def none_finished(study: str, cam_only: bool) -> str:
+    """What to say when no experiment of ``study`` has finished."""
+    prefix = f"{CAM_ONLY if cam_only else ''}{STUDIES[study].prefix}"
+    return (
+        f"no finished experiment of the {study} study ({prefix}<variant>-seed<N>) in dvc exp "
+        "show: queue them and run `dvc queue start`, or give --rev for those of another commit "
+        "(--keep adds the runs recorded in the tables)"
+    )
+
+
 def finished(
     rows: list[dict],
     study: str = "destruction",
@@ -75,7 +85,7 @@ def finished(
             continue
         found.append((row, match["variant"], int(match["seed"])))
     if not found and required:
-        raise ValueError("no experiment named <variant>-seed<N> found; queue and run them first")
+        raise ValueError(none_finished(study, cam_only))
     return sorted(found, key=lambda item: (variants.index(item[1]), item[2]))
 
 

@@ -34,13 +34,14 @@ def _arrays(**arrays):
     ("damage", "expected"),
     [
         (_truncated, "not a readable CAM file"),
-        (lambda p: p.write_text("hello"), "not a readable CAM file"),
+        (lambda p: p.write_text("hello"), "not a CAM file (not the .npz archive make_cam"),
+        (lambda p: p.write_bytes(bytes(range(256)) * 4), "not the .npz archive make_cam writes"),
         (_arrays(cam=np.zeros((1, 4, 5))), "not a CAM file (arrays ['cam']"),
         (_arrays(classes=np.array([1]), cam=np.zeros((4, 5))), "maps of shape (4, 5) for 1"),
         (_arrays(classes=np.array([1, 2]), cam=np.zeros((1, 4, 5))), "for 2 classes"),
         (
             _arrays(classes=np.array([1], dtype=object), cam=np.zeros((1, 4, 5))),
-            "not a readable CAM file",  # pickled objects are never loaded
+            "it holds pickled objects, which are never loaded",
         ),
         (_arrays(classes=np.array([99]), cam=np.zeros((1, 4, 5))), "not distinct foreground"),
         (_arrays(classes=np.array([0]), cam=np.zeros((1, 4, 5))), "classes 1..3"),
@@ -56,3 +57,4 @@ def test_damaged_files_are_one_error_naming_the_file(tmp_path, damage, expected)
     with pytest.raises(CamFileError) as err:
         load_cam(path, num_classes=4, size=(4, 5))
     assert str(err.value).startswith(str(path)) and expected in str(err.value)
+    assert "allow_pickle" not in str(err.value)  # numpy's advice: load the pickle

@@ -312,3 +312,21 @@ def test_an_image_in_both_splits_is_refused(tmp_path):
         coco2014.build(
             _file_archives(tmp_path, broken), tmp_path / "d", VOCLayout(tmp_path / "o"), False, 1
         )
+
+
+@pytest.mark.bad_input
+def test_a_bad_instances_file_is_named_by_its_archive_and_member(tmp_path):
+    """Not by the scratch file it was extracted to, which is gone when the error shows."""
+    data = coco_shaped_archives(train_images=2, val_images=1)
+    with zipfile.ZipFile(io.BytesIO(data.annotations)) as bundle:
+        members = {n: bundle.read(n) for n in bundle.namelist()}
+    members["annotations/instances_val2014.json"] = b"{not json"
+    broken = type(data)(data.train, data.val, zip_bytes(members), *list(vars(data).values())[3:])
+    archives = _file_archives(tmp_path, broken)
+    with pytest.raises(DatasetError) as err:
+        coco2014.build(archives, tmp_path / "d", VOCLayout(tmp_path / "o"), False, 1)
+    assert str(err.value).startswith(
+        f"{tmp_path / 'd' / 'annotations.zip'} (member annotations/instances_val2014.json): "
+        "not valid JSON"
+    )
+    assert ".extracted" not in str(err.value)

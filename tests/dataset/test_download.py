@@ -81,6 +81,18 @@ def test_an_existing_file_with_a_wrong_checksum_is_an_error(tmp_path):
 
 
 @pytest.mark.bad_input
+def test_a_typo_in_the_md5_param_names_the_param_and_the_files_md5(tmp_path):
+    """A good archive already there, and a typo in its MD5 param: the message says both, and
+    the file (gigabytes to download again) is kept."""
+    (tmp_path / "data.bin").write_bytes(PAYLOAD)
+    typo = Archive("http://127.0.0.1:9/data.bin", "data.bin", "0" * 32, "data.coco2014.val_md5")
+    actual = hashlib.md5(PAYLOAD).hexdigest()
+    with pytest.raises(DownloadError, match=f"its MD5 is {actual}, data.coco2014.val_md5 says 0"):
+        fetch(typo, tmp_path)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+
+
+@pytest.mark.bad_input
 def test_offline_names_the_url_and_where_to_put_the_file(tmp_path):
     served = Served()
     with LocalServer(served) as url:

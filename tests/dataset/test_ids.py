@@ -21,6 +21,12 @@ BAD_IDS = [
     " padded",
     "",
     "a..b",
+    ".",  # would name the file ".png", which PIL cannot even tell the format of
+    ".hidden",
+    "x" * 201,  # with ".npz" and the temporary name around it, longer than a file name may be
+    "é" * 101,  # 202 bytes in UTF-8
+    "a\u2028b",  # a line separator: str.splitlines would cut the id in two
+    "a\x85b",
 ]
 
 
@@ -31,7 +37,9 @@ def test_ids_that_could_leave_a_folder_are_refused(image_id):
         check_id(image_id)
 
 
-@pytest.mark.parametrize("image_id", ["2007_000032", "im0", "a.b", "image-1", "été", "a b"])
+@pytest.mark.parametrize(
+    "image_id", ["2007_000032", "im0", "a.b", "image-1", "été", "a b", "x" * 200]
+)
 def test_plain_stems_are_accepted(image_id):
     assert check_id(image_id) == image_id
 
@@ -136,3 +144,10 @@ def test_a_mask_of_another_size_than_what_is_scored_names_the_mask(tiny_layout):
     with pytest.raises(ValueError, match=rf"{image_id}.png: a mask of 64x64 for an image of 32x"):
         tiny_layout.ground_truth(image_id, (32, 64))
     assert mask.shape == (64, 64)
+
+
+@pytest.mark.bad_input
+def test_a_line_separator_inside_an_id_is_refused_not_split(tmp_path):
+    (tmp_path / "train.txt").write_text("first\nsec\u2028ond\n", encoding="utf-8")
+    with pytest.raises(IdError, match=r"train\.txt:2: image id 'sec\\u2028ond'"):
+        read_id_list(tmp_path / "train.txt")

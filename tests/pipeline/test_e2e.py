@@ -14,9 +14,9 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, listed
+from conftest import ROOT, built_once, listed
 from PIL import Image
-from pipeline_repo import reproduce, run
+from pipeline_repo import dvc_env, own_copy, reproduce, run
 
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
@@ -81,19 +81,33 @@ def _user_folder(root):
     return root
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced on a
-    user's folder (``data.source: folder``)."""
-    folder = _user_folder(tmp_path_factory.mktemp("user_dataset"))
+def _reproduce_on_a_users_folder(folder):
+    user = _user_folder(folder / "user_dataset")
     overrides = {
         "data.source": "folder",
-        "data.folder.root": str(folder),
+        "data.folder.root": str(user),
         "data.folder.classes": FOLDER_CLASSES,
         "splits.score_cams": "scored",
         "splits.tune": "tuning",
     }
-    return reproduce(tmp_path_factory.mktemp("repo"), {**TINY_PARAMS, **overrides})
+    (folder / "repo").mkdir()
+    reproduce(folder / "repo", {**TINY_PARAMS, **overrides})
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository (code, dvc.yaml, tiny params) with the pipeline reproduced on a
+    user's folder (``data.source: folder``), built once for every test process of the run and
+    only read: a test that writes or runs DVC works in :func:`own_copy` of it."""
+    shared = built_once(tmp_path_factory, "tiny_pipeline", _reproduce_on_a_users_folder)
+    return shared / "repo", dvc_env()
+
+
+@pytest.fixture
+def own_repo(repo, tmp_path):
+    """This test's own copy of the reproduced repository, and the environment for DVC."""
+    root, env = repo
+    return own_copy(root, tmp_path), env
 
 
 def _json(path):
@@ -229,8 +243,8 @@ def test_the_gpu_checks_torchrun_comparison_finds_identical_outputs(repo, tmp_pa
 
 
 @pytest.mark.e2e
-def test_train_cls_in_two_processes_writes_one_model_and_one_log(repo, tmp_path):
-    root, env = repo
+def test_train_cls_in_two_processes_writes_one_model_and_one_log(own_repo, tmp_path):
+    root, env = own_repo
     outputs = {"--out": "model.pt", "--checkpoint": "ck.pt", "--live-dir": "live"}
     done = _stage_in(
         root, env, tmp_path / "run", "train_cls", outputs, **{"dist.nproc": 2, "cls.epochs": 1}
@@ -262,8 +276,8 @@ def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_pat
 
 
 @pytest.mark.e2e
-def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(repo):
-    root, env = repo
+def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(own_repo):
+    root, env = own_repo
     reported = (root / "data/dataset/ImageSets/Segmentation/scored.txt").read_text().split()
     figures = sorted(listed(root / "data/gallery"))
     assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
@@ -305,8 +319,8 @@ CODE_EDITS = {
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("path", "stages"), CODE_EDITS.items(), ids=list(CODE_EDITS))
-def test_editing_one_module_reruns_only_the_stages_that_use_it(repo, path, stages):
-    root, env = repo
+def test_editing_one_module_reruns_only_the_stages_that_use_it(own_repo, path, stages):
+    root, env = own_repo
     run(["git", "checkout", "params.yaml"], root, env)
     assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}
     file = root / path
@@ -320,8 +334,8 @@ def test_editing_one_module_reruns_only_the_stages_that_use_it(repo, path, stage
 
 
 @pytest.mark.e2e
-def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
-    root, env = repo
+def test_a_param_change_reruns_only_the_stages_that_read_it(own_repo):
+    root, env = own_repo
     assert "up to date" in run(["dvc", "status"], root, env).lower()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["refine"]["min_confidence"] = 0.5
@@ -342,8 +356,8 @@ def _stagesrun(output: str) -> set[str]:
 
 
 @pytest.mark.e2e
-def test_refine_method_runs_only_the_stages_it_needs(repo):
-    root, env = repo
+def test_refine_method_runs_only_the_stages_it_needs(own_repo):
+    root, env = own_repo
     run(["git", "checkout", "params.yaml"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     before = _json(root / "data/metrics/refine.json")
@@ -379,8 +393,8 @@ def _write_params(root, params):
 
 
 @pytest.mark.e2e
-def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(repo):
-    root, env = repo
+def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(own_repo):
+    root, env = own_repo
     run(["git", "checkout", "params.yaml"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     # ReCAM is a stage of its own: its keys rerun it (and, once its output changes, make_cam

@@ -16,9 +16,9 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT, listed, pinned
+from conftest import ROOT, built_once, listed, pinned
 from http_server import LocalServer, Served
-from pipeline_repo import reproduce, run, set_dotted
+from pipeline_repo import dvc_env, own_copy, prepare_repo, run, set_dotted
 from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
 
 from destseg.dataset.layout import VOCLayout, load_image
@@ -43,23 +43,42 @@ def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def voc_repo(tmp_path_factory):
-    """The repository reproduced with configs/voc2012.yaml on VOC-shaped archives: its root, the
-    archives, the environment to run DVC in, and the toy-size overrides."""
+def _prepare_voc_shaped(folder):
+    """The repository with configs/voc2012.yaml at toy size, its dataset prepared from
+    VOC-shaped archives served on 127.0.0.1: the start of every run here."""
     archives = voc_shaped_archives(VOC_SIZES_HALF)
-    repo = tmp_path_factory.mktemp("voc_repo")
     served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
     with LocalServer(served) as url:
-        overrides = voc_overrides(url, str(repo / "downloads"), archives.voc, archives.sbd)
+        overrides = voc_overrides(url, str(folder / "downloads"), archives.voc, archives.sbd)
         overrides["gallery.ids"] = archives.voc_train  # VOC's own ids are not in these archives
-        root, env = reproduce(repo, overrides, base=CONFIG)
-    return root, archives, env, overrides
+        (folder / "repo").mkdir()
+        env = prepare_repo(folder / "repo", overrides, base=CONFIG)
+        run(["dvc", "repro", "prepare"], folder / "repo", env)
+    (folder / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+
+
+@pytest.fixture(scope="module")
+def voc_prepared(tmp_path_factory):
+    """The prepared repository (built once for every test process of the run, only read), the
+    archives it was prepared from and the toy-size overrides."""
+    shared = built_once(tmp_path_factory, "voc_prepared", _prepare_voc_shaped)
+    overrides = yaml.safe_load((shared / "overrides.yaml").read_text())
+    return shared / "repo", voc_shaped_archives(VOC_SIZES_HALF), overrides
+
+
+@pytest.fixture(scope="module")
+def voc_repo(voc_prepared, tmp_path_factory):
+    """configs/voc2012.yaml reproduced through every stage on VOC-shaped data: its root and the
+    archives."""
+    prepared, archives, _ = voc_prepared
+    root = own_copy(prepared, tmp_path_factory.mktemp("voc_repo"))
+    run(["dvc", "repro"], root, dvc_env())
+    return root, archives
 
 
 @pytest.mark.e2e
 def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
-    root, archives, _, _ = voc_repo
+    root, archives = voc_repo
     layout = VOCLayout(root / "data" / "dataset")
     assert layout.classes == CLASSES
     train_aug = layout.ids("train_aug")
@@ -85,13 +104,14 @@ def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", ["voc2012-recam", "voc2012-puzzle"])
-def test_the_control_configurations_make_their_cams_as_shipped(voc_repo, name):
-    """configs/voc2012-recam.yaml and voc2012-puzzle.yaml with the same toy sizes, in the
-    repository the paper's configuration ran in: they differ from it in the classifier alone
-    (tests/stages/test_configs.py), so the stages from train_cls to make_cam are theirs, and the
-    dataset, unchanged, is not prepared again. Puzzle-CAM's 4 micro-batches become 1: two
-    training images make a batch of 2."""
-    root, _, env, overrides = voc_repo
+def test_the_control_configurations_make_their_cams_as_shipped(voc_prepared, tmp_path, name):
+    """configs/voc2012-recam.yaml and voc2012-puzzle.yaml with the same toy sizes, in a copy of
+    the repository prepared for the paper's configuration: they differ from it in the
+    classifier alone (tests/stages/test_configs.py), so the stages from train_cls to make_cam
+    are theirs, and the dataset, unchanged, is not prepared again. Puzzle-CAM's 4
+    micro-batches become 1: two training images make a batch of 2."""
+    prepared, _, overrides = voc_prepared
+    root, env = own_copy(prepared, tmp_path), dvc_env()
     params = pinned(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)

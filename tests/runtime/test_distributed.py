@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
+from conftest import ROOT, pinned
 
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
@@ -87,6 +91,7 @@ def _worker(rank: int, size: int, port: int, root: Path, checkpoint: Path, out: 
         RANK=str(rank),
         WORLD_SIZE=str(size),
         LOCAL_RANK=str(rank),
+        TORCHELASTIC_RUN_ID="test",
     )
     torch.set_num_threads(1)
     with process_group(torch.device("cpu")) as world:
@@ -297,3 +302,24 @@ def test_validation_runs_on_the_models_device():
 
     model = torch.nn.Linear(2, 2).to("meta")
     assert model_device(model) == torch.device("meta")
+
+
+@pytest.mark.bad_input
+def test_torchruns_variables_left_in_a_shell_are_named_in_one_line(tmp_path, tiny_layout):
+    """RANK, WORLD_SIZE and LOCAL_RANK exported by hand: refused at once, naming them, instead
+    of a wait for processes that never come."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(pinned(yaml.safe_load((ROOT / "params.yaml").read_text()))))
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+    env.pop("TORCHELASTIC_RUN_ID", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train_cls", "--params", str(params),
+         "--dataset", str(tiny_layout.root), "--out", str(tmp_path / "m.pt")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: RANK='0', WORLD_SIZE='2', LOCAL_RANK='0' in the environment, yet torchrun did "
+        "not start this process (no TORCHELASTIC_RUN_ID): unset them (a shell's leftover) or "
+        "start the stage with torchrun"
+    ]

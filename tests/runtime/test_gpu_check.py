@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -70,3 +71,30 @@ def test_stage_times_are_read_from_dvc_repro(tmp_path):
     (tmp_path / "dvc.yaml").write_text("stages:\n  broken:\n    cmd: exit 3\n")
     with pytest.raises(RuntimeError, match="dvc repro failed"):
         gpu_check.timed_repro(tmp_path, env)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "error: no GPU to check (device 'auto' is cpu): the full-size probes take"),
+        (["--device", "cuda"], "error: device 'cuda' was asked for but CUDA is not available"),
+        (["--toy", "--out", "{file}"], "an existing file; --out is a folder for summary.json"),
+    ],
+    ids=["no-gpu", "cuda-absent", "out-a-file"],
+)
+def test_the_check_refuses_in_one_line_where_it_cannot_run(tmp_path, args, expected):
+    if torch.cuda.is_available():
+        pytest.skip("these refusals are for machines without a GPU")
+    (tmp_path / "file").write_text("notes")
+    args = [a.format(file=tmp_path / "file") for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/gpu_check.py"), *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert (tmp_path / "file").read_text() == "notes" and not (tmp_path / "out").exists()

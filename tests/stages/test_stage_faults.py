@@ -52,7 +52,11 @@ def _one_error_line(result) -> str:
 @pytest.mark.parametrize(
     ("stage", "override", "expected"),
     [
-        ("train_cls", {"cls.ldm.grid": 200}, "cls: ldm.grid (200) is larger than crop_size (128)"),
+        (
+            "train_cls",
+            {"cls.ldm.grid": 40, "cls.crop_size": 32},
+            "cls: ldm.grid (40) is larger than crop_size (32)",
+        ),
         ("train_cls", {"cls.mdc.grid": 9}, "cls: mdc.grid (9) is larger than the 8x8 feature map"),
         (
             "train_cls",
@@ -342,6 +346,50 @@ def test_an_interrupted_refine_prints_one_line_and_leaves_nothing(tmp_path, cams
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cams", "dataset", "params.yaml"]
 
 
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` (not a child of this one) has exited: gone, or a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_stage_ends_with_the_dvc_that_ran_it(tmp_path, cams):
+    """kill -9 of dvc repro: the stage it ran stops within seconds (as after SIGTERM) instead
+    of writing on alone, and leaves no temporary and no lock."""
+    layout, folder = cams
+    dvc = tmp_path / "bin" / "dvc"  # stands for DVC: runs the stage as DVC does, under its name
+    dvc.parent.mkdir()
+    dvc.write_text(
+        f"#!{sys.executable}\nimport os, subprocess, sys\n"
+        "stage = subprocess.Popen(sys.argv[1:], env={**os.environ, 'DVC_STAGE': 'refine'})\n"
+        "print(stage.pid, flush=True)\nstage.wait()\n"
+    )
+    dvc.chmod(0o755)
+    params = write_params(
+        tmp_path,
+        **{"refine.method": "crf", "refine.workers": 1, "refine.crf.iterations": 20_000, **FIXED},
+    )
+    command = [sys.executable, "-m", "stages.refine", "--params", str(params)]
+    runner_process = subprocess.Popen(
+        [str(dvc), *command, *_refine_args(tmp_path, layout, folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    stage = int(runner_process.stdout.readline())
+    _started(runner_process, tmp_path)
+    runner_process.kill()
+    runner_process.wait()
+    deadline = time.monotonic() + 60
+    while not _ended(stage) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ended(stage), "the stage outlived the dvc that ran it"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["bin", "cams", "dataset", "params.yaml"], left
+
+
 def test_a_killed_refine_is_silent_and_its_leftover_is_removed_by_the_next_run(tmp_path, cams):
     layout, folder = cams
     process = _slow_refine(tmp_path, layout, folder)
@@ -442,6 +490,8 @@ def test_an_image_damaged_after_prepare_is_named_in_one_line(tmp_path, tiny_layo
             ["--out", "{notes}/cam", "--metrics", "{notes}/cam/m.json"],
             "inside the output folder",
         ),
+        ("train_cls", ["--out", "{file}/model.pt"], "file.txt is a file, not a folder to"),
+        ("make_cam", ["--out", "{loop}"], "loop: a link that leads nowhere (a loop of links)"),
     ],
 )
 def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
@@ -455,6 +505,7 @@ def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
     (tmp_path / "file.txt").write_text("a file of the user's")
     (tmp_path / "summary.json").write_text("what I found, in words")
     (tmp_path / "summary.json.pt").write_text("what I found, in words")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_layout.root, dataset)
     (dataset / ".destseg-output").write_text("prepare\n")
@@ -463,6 +514,7 @@ def test_a_stage_refuses_outputs_it_did_not_write_before_any_work(
         "dataset": dataset,
         "file": tmp_path / "file.txt",
         "summary": tmp_path / "summary.json",
+        "loop": tmp_path / "loop",
     }
     args = [a.format(**places) for a in args]
     expected = expected.format(**places)
@@ -528,3 +580,13 @@ def test_a_failed_last_output_leaves_every_output_of_the_previous_run(tmp_path, 
     assert result.exit_code == 1 and "No space left on device" in _one_error_line(result)
     previous[tmp_path / "cls.pt"] = (tmp_path / "cls.pt").read_bytes()
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == previous
+
+
+def test_an_output_path_with_rich_markup_is_printed_as_written(tmp_path):
+    """``ds[/]x`` is a folder name like any other: written, and named as it is."""
+    small = {"train_images": 4, "val_images": 2, "image_size": 32}
+    params = write_params(tmp_path, **{f"data.synthetic.{k}": v for k, v in small.items()})
+    out = tmp_path / "ds[" / "]x"
+    result = _invoke("prepare", params, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"-> {out}" in result.output and (out / "ImageSets").is_dir()

@@ -65,7 +65,7 @@ def test_summary_means_and_standard_deviations_by_hand():
 
 
 def test_summary_without_ablation_experiments_is_an_error():
-    with pytest.raises(ValueError, match="no experiment"):
+    with pytest.raises(ValueError, match="no finished experiment"):
         experiments.runs([{"Experiment": "other"}])
 
 

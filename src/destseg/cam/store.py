@@ -47,6 +47,15 @@ def load_cam(
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         if isinstance(err, CamFileError):
             raise
+        if "allow_pickle" in str(err):  # numpy's advice would be to run the pickle
+            if isinstance(path, str | Path) and not zipfile.is_zipfile(path):
+                raise CamFileError(
+                    f"{path}: not a CAM file (not the .npz archive make_cam writes)"
+                ) from None
+            raise CamFileError(
+                f"{path}: not a CAM file: it holds pickled objects, which are never loaded "
+                "(they could run code)"
+            ) from None
         raise CamFileError(f"{path}: not a readable CAM file ({err})") from None
     if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer):
         raise CamFileError(f"{path}: classes must be a list of class indices")

@@ -3,15 +3,26 @@
 An id names files (``JPEGImages/<id>.jpg``, ``data/cam/<id>.npz``, ...), and ids come from list
 files that users, mirrors and archives provide: an id like ``../../x`` would read and write
 outside the dataset. Every id must therefore be a plain file stem: not empty, no ``/`` or
-``\\``, no ``..``, no ``:`` (a drive on Windows), no control characters. A list naming the same
-id twice would count that image twice in training and scoring; the repeat is dropped with a
+``\\``, no ``..``, no ``:`` (a drive on Windows), no control characters or line separators,
+no leading ``.``, and at most ``MAX_ID_BYTES`` bytes, so that every stage can write its files
+(checked once, in prepare, not when make_cam meets a name too long). A list naming the same id
+twice would count that image twice in training and scoring; the repeat is dropped with a
 warning.
 """
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from pathlib import Path
+
+# File systems allow 255 bytes a name; the stages add a suffix and, while writing, a hidden
+# temporary name around it (``.<id>.npz.tmp``): 200 bytes leave room for both. (VOC's ids take
+# 11 bytes, COCO's 27.)
+MAX_ID_BYTES = 200
+# Unicode categories no id may hold: control characters (which include U+0085, a line break)
+# and the line and paragraph separators U+2028 and U+2029, which split a line of a list.
+_UNWRITABLE = {"Cc", "Zl", "Zp"}
 
 
 class IdError(ValueError):
@@ -33,8 +44,13 @@ def id_problem(name: str) -> str | None:
             return f"it contains {bad!r}"
     if ".." in name:
         return "it contains '..'"
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
-        return "it contains a control character"
+    if any(unicodedata.category(char) in _UNWRITABLE for char in name):
+        return "it contains a control character or a line or paragraph separator"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden file, and the stages' temporary names start so)"
+    if len(name.encode()) > MAX_ID_BYTES:
+        size = len(name.encode())
+        return f"it takes {size} bytes, more than the {MAX_ID_BYTES} a file name leaves an id"
     return None
 
 
@@ -60,7 +76,9 @@ def read_id_list(path: Path) -> list[str]:
         raise IdError(
             f"{path}: not a text list of ids ({err.reason} at byte {err.start})"
         ) from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at newlines alone: str.splitlines also breaks at U+2028 and U+0085, which would
+    # cut one id in two without a word (check_id refuses them instead)
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         image_id = line.strip()
         if not image_id:
             continue

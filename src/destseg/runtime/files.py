@@ -68,7 +68,15 @@ def check_output(path: str | os.PathLike, owner: str | None = None) -> Path:
     folder output of stage ``owner`` must be absent, an empty folder or a folder whose marker
     names ``owner``. Stages call this for every output before any work."""
     given = Path(path)
-    final = given.resolve() if given.is_symlink() else given
+    try:
+        final = given.resolve() if given.is_symlink() else given
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links, before Python 3.13
+        raise OutputRefused(f"{given}: a link that leads nowhere (a loop of links)") from None
+    for folder in Path(os.path.abspath(final)).parents:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise OutputRefused(f"{given}: {folder} is a file, not a folder to write into")
+            break
     if owner is None:
         if final.is_dir():
             raise OutputRefused(f"{given}: a folder; this output is a file, give a file path")

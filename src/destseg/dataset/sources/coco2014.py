@@ -101,7 +101,7 @@ class ImageRecord:
         return sorted({instance.label for instance in self.instances})
 
 
-def _fail(path: Path, what: str) -> DatasetError:
+def _fail(path: Path | str, what: str) -> DatasetError:
     return DatasetError(f"{path}: {what}")
 
 
@@ -362,10 +362,17 @@ def build(
         (layout.root / "JPEGImages").mkdir(parents=True)
         (layout.root / "SegmentationClass").mkdir()
         classes, lists, records = None, {}, []
+        # errors name the archive's member, not the scratch file that is gone once they show
+        named = {split: f"{paths['annotations']} (member {files[split]})" for split in files}
         for split, folder in FOLDERS.items():
-            names, found = read_instances(scratch / files[split])
+            try:
+                names, found = read_instances(scratch / files[split])
+            except DatasetError as err:
+                raise DatasetError(
+                    str(err).replace(str(scratch / files[split]), named[split])
+                ) from None
             if classes is not None and names != classes:
-                raise _fail(scratch / files[split], f"categories differ from {files['train']}'s")
+                raise _fail(named[split], f"categories differ from {files['train']}'s")
             classes = names
             if official and (len(found), len(names) - 1) != (
                 EXPECTED_IMAGES[split],
@@ -379,7 +386,7 @@ def build(
             shared = set(lists.get("train", ())) & {r.image_id for r in found}
             if shared:
                 raise _fail(
-                    scratch / files[split],
+                    named[split],
                     f"{len(shared)} images also in {files['train']}, e.g. {min(shared)}",
                 )
             wanted = {f"{folder}/{r.file_name}" for r in found}

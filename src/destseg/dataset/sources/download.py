@@ -46,11 +46,13 @@ class UnsafeArchiveError(ValueError):
 
 @dataclass(frozen=True)
 class Archive:
-    """One dataset archive: where it comes from, its file name and its MD5 sum."""
+    """One dataset archive: where it comes from, its file name and its MD5 sum (``md5_param``:
+    the param that gave it, named when a file does not match it)."""
 
     url: str
     filename: str
     md5: str
+    md5_param: str = ""
 
 
 def _manual_hint(archive: Archive, path: Path) -> str:
@@ -91,9 +93,15 @@ def fetch(archive: Archive, folder: Path, timeout: float = 60.0) -> Path:
     if path.is_file():
         if calculate_md5(str(path)) == archive.md5:
             return path
+        given = (
+            f"{archive.md5_param} says {archive.md5}"
+            if archive.md5_param
+            else (f"expected {archive.md5}")
+        )
         raise DownloadError(
-            f"{path}: MD5 mismatch for an existing file (expected {archive.md5}); delete it "
-            "to download it again"
+            f"{path}: MD5 mismatch for an existing file (its MD5 is {calculate_md5(str(path))}, "
+            f"{given}): if the file is the archive you meant, the MD5 given is wrong; if not, "
+            "delete the file to download it again"
         )
     part = path.with_name(path.name + ".part")
     start = part.stat().st_size if part.exists() else 0
