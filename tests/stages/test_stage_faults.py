@@ -390,6 +390,43 @@ def test_a_stage_ends_with_the_dvc_that_ran_it(tmp_path, cams):
     assert left == ["bin", "cams", "dataset", "params.yaml"], left
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_torchruns_workers_end_with_the_stage_that_started_them(tmp_path, cams):
+    """kill -9 of a stage running in 2 processes: its torchrun workers stop within seconds
+    instead of writing on alone."""
+    layout, folder = cams
+    params = write_params(
+        tmp_path,
+        **{"refine.method": "crf", "refine.workers": 1, "refine.crf.iterations": 20_000,
+           "dist.nproc": 2, **FIXED},
+    )  # fmt: skip
+    command = [sys.executable, "-m", "stages.refine", "--params", str(params)]
+    stage = subprocess.Popen(
+        [*command, *_refine_args(tmp_path, layout, folder)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _started(stage, tmp_path)
+    workers = _children(stage.pid)
+    assert len(workers) == 2, workers
+    stage.kill()
+    stage.wait()
+    deadline = time.monotonic() + 60
+    while not all(_ended(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_ended(w) for w in workers), "a worker outlived its stage"
+
+
 def test_a_killed_refine_is_silent_and_its_leftover_is_removed_by_the_next_run(tmp_path, cams):
     layout, folder = cams
     process = _slow_refine(tmp_path, layout, folder)
