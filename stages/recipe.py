@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dvclive import Live
@@ -14,7 +14,7 @@ from destseg.models.freezing import freeze_backbone
 from destseg.models.model_file import Network, build_model, save_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group
-from destseg.runtime.files import mark_output
+from destseg.runtime.files import mark_output, naming_storage_errors
 from destseg.training.checkpoint import fingerprint
 from destseg.training.loop import (
     LossFn,
@@ -29,6 +29,22 @@ from stages.params.dist import DistParams
 from stages.params.run import RunParams
 from stages.params.train import TrainParams
 from stages.torchrun import run_in_workers
+
+
+@contextmanager
+def _live(live_dir: Path, main: bool) -> Iterator[Live | None]:
+    """DVCLive's logger in ``live_dir`` for the process that writes (None in the others). It
+    writes its files itself, and its errors name none: a full disk is named by the folder."""
+    if not main:
+        yield None
+        return
+    with naming_storage_errors(live_dir):
+        logger = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False).__enter__()
+    try:
+        yield logger
+    finally:
+        with naming_storage_errors(live_dir):
+            logger.__exit__(None, None, None)
 
 
 def train_and_save(
@@ -91,14 +107,14 @@ def train_and_save(
         digest = fingerprint(p.model_dump(), config, run.seed, *mixed, *processes, files=inputs)
         # Opening the logger resets the metrics in live_dir: only once every check has passed,
         # and only in the process that writes.
-        logger = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) if world.main else None
-        with logger or nullcontext():
+        with _live(live_dir, world.main) as logger:
 
             def log_epoch(epoch: int, scores: dict[str, float]) -> None:
-                logger.step = epoch
-                for name, value in scores.items():
-                    logger.log_metric(name, value)
-                logger.next_step()
+                with naming_storage_errors(live_dir):
+                    logger.step = epoch
+                    for name, value in scores.items():
+                        logger.log_metric(name, value)
+                    logger.next_step()
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
                 print(f"{network.KIND} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
 

@@ -627,3 +627,25 @@ def test_an_output_path_with_rich_markup_is_printed_as_written(tmp_path):
     result = _invoke("prepare", params, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert f"-> {out}" in result.output and (out / "ImageSets").is_dir()
+
+
+def test_a_full_disk_under_the_live_metrics_names_their_folder(tmp_path, tiny_layout):
+    """DVCLive writes its files itself, and its error names none: the stage names the folder."""
+    from dvclive import Live
+
+    class FullDisk(Live):
+        def next_step(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    params = write_params(
+        tmp_path, **{"cls.epochs": 1, "cls.batch_size": 4, "cls.crop_size": 32, "device": "cpu"}
+    )
+    live = tmp_path / "live"
+    args = ["--dataset", str(tiny_layout.root), "--live-dir", str(live)]
+    args += ["--out", str(tmp_path / "m.pt"), "--pretrain", str(_no_recam(tmp_path))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("stages.recipe.Live", FullDisk)
+        result = _invoke("train_cls", params, *args)
+    assert result.exit_code == 1
+    assert _one_error_line(result) == f"error: {live}: could not write (No space left on device)"
+    assert not (tmp_path / "m.pt").exists()

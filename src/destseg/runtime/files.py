@@ -365,6 +365,19 @@ def _write_error(final: Path, err: OSError) -> OutputWriteError:
     return error
 
 
+@contextmanager
+def naming_storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an error of the storage in the block into an :class:`OutputWriteError` naming
+    ``path``: for what a library writes on its own (DVCLive's metrics and curves), whose
+    error names no file."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in STORAGE_ERRORS and not isinstance(err, OutputWriteError):
+            raise _write_error(Path(path), err) from None
+        raise
+
+
 def empty_directory(path: str | os.PathLike, owner: str) -> None:
     """Replace ``path`` by an empty folder (but for its marker), atomically: the output of
     stage ``owner`` when it has nothing to write (an affinity stage when ``refine.method``
