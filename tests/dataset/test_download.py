@@ -3,10 +3,13 @@
 import hashlib
 import io
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 
 import pytest
+from conftest import ROOT
 from http_server import LocalServer, Served
 
 from destseg.dataset.sources.download import (
@@ -231,3 +234,24 @@ def test_a_member_larger_than_any_real_one_is_refused_before_writing(tmp_path, k
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert extract(archive, tmp_path / "out", under("small.jpg")) == ["small.jpg"]  # not kept
+
+
+@pytest.mark.bad_input
+def test_a_full_disk_while_extracting_names_the_extraction_folder(tmp_path):
+    """Files limited to 64 KiB (RLIMIT_FSIZE) stand for a full disk under the download folder:
+    the error names where the extraction went, not the dataset it was for."""
+    archive = _zip(tmp_path, {"big.bin": bytes(range(256)) * 1024})
+    code = (
+        "import resource, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "from pathlib import Path\nfrom destseg.dataset.sources.download import extract\n"
+        "extract(Path(sys.argv[2]), Path(sys.argv[3]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "src"), str(archive), str(tmp_path / "scratch")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    last = done.stderr.strip().splitlines()[-1]
+    expected = f"OutputWriteError: {tmp_path / 'scratch'}: could not write (File too large)"
+    assert last.endswith(expected)

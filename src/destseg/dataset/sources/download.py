@@ -23,6 +23,8 @@ from pathlib import Path, PurePosixPath
 
 from torchvision.datasets.utils import calculate_md5
 
+from destseg.runtime.files import naming_storage_errors
+
 CHUNK = 1 << 20
 # What one extracted member may take, checked from the archive's headers before anything is
 # written. The largest member of the real archives is COCO's instances_train2014.json (about
@@ -179,7 +181,8 @@ def _extract_zip(archive: Path, dest: Path, keep: Callable[[str], bool]) -> list
             chosen = [m for m in members if keep(m.filename)]
             for member in chosen:
                 _check_size(member.filename, member.file_size, member.compress_size, archive)
-            bundle.extractall(dest, members=chosen)
+            with naming_storage_errors(dest):  # not the output the extraction is for
+                bundle.extractall(dest, members=chosen)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
         raise DownloadError(f"{archive}: not a readable zip archive ({err})") from None
     return [m.filename for m in chosen]
@@ -209,7 +212,8 @@ def extract(
                 _check_size(member.name, member.size, None, archive)
             # the "data" filter (Python 3.10.12+) adds a second line of defence where it exists
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(dest, members=chosen, **extra)
+            with naming_storage_errors(dest):  # not the output the extraction is for
+                tar.extractall(dest, members=chosen, **extra)
     except tarfile.TarError as err:
         raise DownloadError(f"{archive}: not a readable tar archive ({err})") from None
     return [m.name for m in chosen]
