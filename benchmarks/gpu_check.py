@@ -113,14 +113,19 @@ def networks(config: dict, toy: bool) -> dict:
     aff, seg = config["aff"], config["seg"]
     crop = {name: 64 if toy else config[name]["crop_size"] for name in ("cls", "aff", "seg")}
     batch = {name: 2 if toy else config[name]["batch_size"] for name in ("cls", "aff", "seg")}
-    if toy:  # a grid of 7 needs at least 7 pixels per cell side at the encoder's stride
+    # toy: the code runs, the numbers are not read. ResNet-10 instead of the configuration's
+    # ResNet-50s (a sixth of the compute; bf16 on a CPU without it in hardware is emulated, and
+    # ResNet-50 took minutes a probe at one thread), and a grid of 2 (7 needs at least 7 pixels
+    # per cell side at the encoder's stride)
+    backbone = {name: "resnet10" if toy else config[name]["backbone"] for name in crop}
+    if toy:
         cls = cls.model_copy(update={"ldm": cls.ldm.model_copy(update={"grid": 2})})
     variant = cls.variant()
-    classifier = Classifier(cls.backbone, 20, False, cls.output_stride, **variant)
+    classifier = Classifier(backbone["cls"], 20, False, cls.output_stride, **variant)
     affinity = AffinityNet(
-        aff["backbone"], False, aff["output_stride"], aff["feature_stride"], aff["radius"]
+        backbone["aff"], False, aff["output_stride"], aff["feature_stride"], aff["radius"]
     )
-    segmenter = Segmenter(seg["backbone"], 21, False, seg["output_stride"])
+    segmenter = Segmenter(backbone["seg"], 21, False, seg["output_stride"])
 
     def images(name: str) -> torch.Tensor:
         return torch.randn(batch[name], 3, crop[name], crop[name])

@@ -95,3 +95,44 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> 
             build(folder)
             (folder / ".built").touch()
     return folder
+
+
+# What the end-to-end files cost, in rough seconds on 2 cores (docs/testing.md): with several
+# test processes, each file's tests go to the front of one process's share of the suite, the
+# files balanced over the processes, so that the long runs start first and side by side, and
+# the short tests fill in behind them. (pytest-xdist's worksteal hands process i the i-th
+# contiguous share of the collected order, then moves tests from the end of the fullest queue.)
+E2E_COST = {
+    "test_e2e.py": 500,  # the tiny pipeline, built once, and every test that reads or copies it
+    "test_e2e_voc.py": 350,  # the paper's configuration and both controls' configurations
+    "test_e2e_coco.py": 200,
+    "test_gpu_check.py": 70,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    heavy: dict[str, list] = {}
+    light = []
+    for item in items:
+        name = item.path.name
+        if item.get_closest_marker("e2e") and name in E2E_COST:
+            heavy.setdefault(name, []).append(item)
+        else:
+            light.append(item)
+    shares: list[list] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for name in sorted(heavy, key=lambda n: -E2E_COST[n]):
+        least = load.index(min(load))
+        shares[least] += heavy[name]
+        load[least] += E2E_COST[name]
+    # fill every share up to the size worksteal cuts it to, with the short tests
+    ordered = []
+    for i, share in enumerate(shares):
+        size = (i + 1) * len(items) // workers - i * len(items) // workers
+        take = max(0, size - len(share))
+        ordered += share + light[:take]
+        light = light[take:]
+    items[:] = ordered + light

@@ -409,16 +409,15 @@ def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(ow
     status = set(json.loads(run(["dvc", "status", "--json"], root, env)))
     assert status == {"train_cls", "train_recam"}
     run(["git", "checkout", "params.yaml"], root, env)
-    # both at once, on the LDM + MDC classifier, as a DVC experiment beside the workspace
+    # both at once, on the LDM + MDC classifier, as a DVC experiment beside the workspace, up to
+    # the CAMs they change (the stages after make_cam run the code of every other run)
     overrides = {
         "cls.puzzle.enabled": "true",
         "cls.epochs": "2",
         "recam.enabled": "true",
         "recam.epochs": "2",
-        "aff.epochs": "1",
-        "seg.epochs": "1",
     }
-    command = ["dvc", "exp", "run", "--temp", "-n", "controls"]
+    command = ["dvc", "exp", "run", "--temp", "-n", "controls", "make_cam"]
     output = run(command + [f"-S{k}={v}" for k, v in overrides.items()], root, env)
     assert "train_recam" in output
     from dvc.api import exp_show
@@ -430,7 +429,6 @@ def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(ow
     assert row["train.loss_recam"] > 0  # ReCAM's term, logged by train_recam
     assert row["train.loss_tiled"] > 0 and row["train.loss_reconstruction"] >= 0  # Puzzle-CAM
     assert 0 <= row["data/metrics/make_cam.json:miou"] <= 1
-    assert 0 <= row["data/metrics/evaluate.json:miou"] <= 1
     assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}  # workspace untouched
 
 
