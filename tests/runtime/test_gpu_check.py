@@ -36,7 +36,7 @@ def test_the_probes_run_every_network_and_inference_step_at_toy_size(tmp_path):
     assert "AffinityNet, amp bf16" in (tmp_path / "log.txt").read_text()
     # two gloo ranks on one device trained the weights of one process with accumulate 2
     shared = summary["shared_device"]
-    assert shared["largest_weight_change"] > 0.01
+    assert shared["largest_weight_change"] > 1e-4  # moved far above float32 rounding (1e-7)
     assert shared["within_tolerance"] and shared["relative"] < gpu_check.SHARED_DEVICE_TOLERANCE
     assert gpu_check.failures(summary) == []
 
