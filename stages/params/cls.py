@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StrictBool, model_validator
 
 from destseg.models.backbone import feature_size
-from destseg.models.configs import MAX_GRID
+from destseg.models.configs import LdmConfig, MdcConfig
 from stages.params.base import Probability, Section
 from stages.params.train import TrainParams
 
 
-class LdmParams(Section):
-    """Low-Level Destruction Module: region confusion of the input image."""
+class LdmParams(LdmConfig):
+    """Low-Level Destruction Module: region confusion of the input image. Its settings are
+    those a classifier's model file stores (destseg.models.configs), plus the switch."""
 
     enabled: StrictBool
-    grid: Annotated[int, Field(ge=1, le=MAX_GRID)]
-    k: Annotated[int, Field(ge=0, le=MAX_GRID)]
-    probability: Probability
 
 
-class MdcParams(Section):
-    """Mid-Level Distribution-and-Collection Module: patch-wise convolution of features."""
+class MdcParams(MdcConfig):
+    """Mid-Level Distribution-and-Collection Module: patch-wise convolution of features. Its
+    settings are those a classifier's model file stores, plus the switch."""
 
     enabled: StrictBool
-    grid: Annotated[int, Field(ge=1, le=MAX_GRID)]
-    position: Literal[3, 4]
-    shared: StrictBool
-    activation: StrictBool
 
 
 class PuzzleParams(Section):
