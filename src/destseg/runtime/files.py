@@ -5,16 +5,21 @@ Every output is first written under a temporary name in the same folder, ``.<nam
 renamed over the final name; a rename within one file system is atomic, so readers (and DVC)
 see either the old output or the complete new one. The temporary name is fixed rather than
 random so that the next write of the same output finds and removes what a killed run
-(``kill -9``, power loss) left behind, instead of piling up hidden folders; two runs writing
-the same folder at once are kept apart by a lock (``.<name>.lock``, held while the folder is
-written), so the second fails at once instead of deleting the first's temporary.
+(``kill -9``, power loss) left behind, instead of piling up hidden folders (and puts back a
+previous folder that a kill left under ``.<name>.old``). Two runs writing the same output at
+once are kept apart by a lock (``.<name>.lock``): a stage holds the lock of each of its outputs
+from its first check to its end (:func:`hold_lock`), so the second run fails at once instead of
+working to the end and overwriting the first's. :func:`outputs_together` swaps all of a stage's
+outputs in at once, after every one of them is written.
 
 A folder output carries a marker file (:data:`MARKER`) naming the stage that wrote it, and an
 existing folder is replaced only if it is empty or its marker names the same stage: ``--out``
 pointed at a folder of notes, at the dataset, or at another stage's output is refused before
 anything is written. (DVC ignores the marker, see .dvcignore, so it changes no hash; DVC itself
-deletes a stage's outputs before running it, and a folder it restored has no marker.) A link at
-the output path is written through: the folder it points to is replaced, the link stays.
+deletes a stage's outputs before running it, and a folder it restored has no marker.) A file
+carries no marker: :func:`check_file_output` refuses one inside another stage's folder, or where
+the existing file is not what the stage writes there. A link at the output path is written
+through: the folder it points to is replaced, the link stays.
 """
 
 from __future__ import annotations
