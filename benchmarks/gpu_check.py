@@ -335,8 +335,8 @@ def same_under_torchrun(repo: Path, env: dict, work: Path) -> dict[str, list[str
 
 
 def pipeline(device: torch.device, amp: str, log) -> dict:
-    """The configuration through ``dvc repro`` on VOC-shaped data (the suite's end-to-end run,
-    on ``device`` at ``amp``), every stage's wall time."""
+    """The configuration through ``dvc repro`` on VOC-shaped data (the suite's end-to-end run
+    with images at half VOC's size, on ``device`` at ``amp``), every stage's wall time."""
     sys.path.insert(0, str(ROOT / "tests"))
     from http_server import LocalServer, Served
     from pipeline.test_e2e_voc import voc_overrides

@@ -20,8 +20,10 @@ from destseg.runtime.files import (
     check_file_output,
     check_not_inside_another_output,
     check_output,
+    empty_directory,
     hold_lock,
     release_locks,
+    write_json,
 )
 from destseg.runtime.lifeline import dvc_ancestor, end_with
 from destseg.runtime.torchrun_env import under_torchrun
@@ -168,6 +170,16 @@ def check_outputs(owner: str, folders: Iterable[Path] = (), files: Iterable[Path
     if not under_torchrun():
         for final in where:
             hold_lock(final)
+
+
+def not_trained(owner: str, out: Path, live_dir: Path, why: str) -> None:
+    """What a training stage writes when its params say there is nothing to train: an empty
+    model folder (the later stages read it as "none"), empty metrics and no curves of an
+    earlier run. Called before the stage imports torch, which costs seconds at every start."""
+    print(f"{owner}: {why}: not trained")
+    empty_directory(out, owner)
+    write_json(live_dir / "metrics.json", {})
+    empty_directory(live_dir / "plots" / "metrics", owner)
 
 
 def require(path: Path, what: str) -> Path:

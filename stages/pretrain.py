@@ -20,13 +20,7 @@ import typer
 
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
-from destseg.dataset.torch_dataset import VOCDataset, train_transform
-from destseg.evaluation.inference import classify
-from destseg.evaluation.metrics import multilabel_scores
-from destseg.models.classifier import Classifier
-from destseg.models.classifier_loss import classifier_loss
-from destseg.runtime.device import model_device
-from destseg.runtime.files import check_output, empty_directory, mark_output, write_json
+from destseg.runtime.files import check_output, mark_output
 from stages.cli import (
     PRETRAINED_MODEL_FILE,
     CheckpointOption,
@@ -34,6 +28,7 @@ from stages.cli import (
     ParamsOption,
     StageError,
     check_outputs,
+    not_trained,
     reported,
 )
 from stages.params.cls import ClsParams
@@ -41,7 +36,6 @@ from stages.params.dist import read_dist
 from stages.params.pretrain import PretrainParams
 from stages.params.reader import read_params
 from stages.params.run import read_run
-from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -61,10 +55,8 @@ def main(
     check_outputs("pretrain", folders=[out], files=[checkpoint, live_dir / "metrics.json"])
     pre = read_params(params, "pretrain", PretrainParams)
     if not pre.enabled:
-        print("pretrain: pretrain.enabled is false: not trained (train_cls starts as cls says)")
-        empty_directory(out, "pretrain")
-        write_json(live_dir / "metrics.json", {})
-        empty_directory(live_dir / "plots" / "metrics", "pretrain")
+        why = "pretrain.enabled is false (train_cls starts as cls.pretrained says)"
+        not_trained("pretrain", out, live_dir, why)
         return
     p = read_params(params, "cls", ClsParams)
     if p.pretrained:
@@ -79,6 +71,15 @@ def main(
     out = check_output(out, "pretrain")
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "pretrain")
+    # torch and the networks load only for a stage that trains (seconds at every start)
+    from destseg.dataset.torch_dataset import VOCDataset, train_transform
+    from destseg.evaluation.inference import classify
+    from destseg.evaluation.metrics import multilabel_scores
+    from destseg.models.classifier import Classifier
+    from destseg.models.classifier_loss import classifier_loss
+    from destseg.runtime.device import model_device
+    from stages.recipe import train_and_save
+
     with tempfile.TemporaryDirectory(prefix="pretrain-corpus-") as scratch:
         layout = VOCLayout(Path(scratch))
         write_dataset(layout, spec, pre.seed)

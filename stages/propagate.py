@@ -10,12 +10,7 @@ from typing import Annotated
 
 import typer
 
-from destseg.affinity.propagation import propagate_cams
 from destseg.dataset.layout import VOCLayout
-from destseg.models.affinity_net import AffinityNet
-from destseg.models.model_file import load_model
-from destseg.runtime.device import resolve_device, resolve_precision
-from destseg.runtime.distributed import process_group, shared_directory
 from destseg.runtime.files import empty_directory
 from stages.cli import (
     AFFINITY_MODEL_FILE,
@@ -63,6 +58,13 @@ def main(
         print(f"propagate: no {model_path} (no affinity needed): nothing propagated")
         empty_directory(out, "propagate")
         return
+    # torch and the network load only for a walk (seconds at every start)
+    from destseg.affinity.propagation import propagate_cams
+    from destseg.models.affinity_net import AffinityNet
+    from destseg.models.model_file import load_model
+    from destseg.runtime.device import resolve_device, resolve_precision
+    from destseg.runtime.distributed import process_group, shared_directory
+
     device = resolve_device(run.device)
     if run_in_workers(dist.nproc, __spec__.name, device):
         return

@@ -12,13 +12,8 @@ from typing import Annotated
 
 import typer
 
-from destseg.affinity.pairs import affinity_loss, training_pairs
-from destseg.affinity.validation import affinity_scores
 from destseg.dataset.layout import VOCLayout
-from destseg.dataset.torch_dataset import VOCDataset, train_transform
-from destseg.models.affinity_net import AffinityNet
-from destseg.runtime.device import model_device
-from destseg.runtime.files import check_output, empty_directory, mark_output, write_json
+from destseg.runtime.files import check_output, mark_output
 from stages.cli import (
     AFFINITY_MODEL_FILE,
     AffLabelsOption,
@@ -27,6 +22,7 @@ from stages.cli import (
     LiveDirOption,
     ParamsOption,
     check_outputs,
+    not_trained,
     reported,
     require,
 )
@@ -35,13 +31,14 @@ from stages.params.dist import read_dist
 from stages.params.reader import read_params
 from stages.params.run import read_run
 from stages.params.splits import read_splits
-from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def pair_loss(model, batch, _progress: float, radius: int):
     # the radius comes from the params: under DistributedDataParallel ``model`` is the wrapper
+    from destseg.affinity.pairs import affinity_loss, training_pairs
+
     affinity = model(batch["image"])
     return affinity_loss(affinity, training_pairs(radius, affinity, batch["mask"]))["total"]
 
@@ -68,11 +65,16 @@ def main(
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
     require(aff_labels, "affinity label folder (run the aff_labels stage)")
     if not any(aff_labels.glob("*.png")):
-        print(f"train_aff: {aff_labels} holds no labels (no affinity needed): not trained")
-        empty_directory(out, "train_aff")  # no model: the later stages read it as "no affinity"
-        write_json(live_dir / "metrics.json", {})
-        empty_directory(live_dir / "plots" / "metrics", "train_aff")  # no curves of an earlier run
+        why = f"{aff_labels} holds no labels (no affinity needed)"
+        not_trained("train_aff", out, live_dir, why)
         return
+    # torch and the networks load only for a stage that trains (seconds at every start)
+    from destseg.affinity.validation import affinity_scores
+    from destseg.dataset.torch_dataset import VOCDataset, train_transform
+    from destseg.models.affinity_net import AffinityNet
+    from destseg.runtime.device import model_device
+    from stages.recipe import train_and_save
+
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
         layout,

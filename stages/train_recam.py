@@ -14,18 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from destseg.dataset.layout import VOCLayout
-from destseg.dataset.torch_dataset import VOCDataset, train_transform
-from destseg.evaluation.inference import classify
-from destseg.evaluation.metrics import multilabel_scores
-from destseg.models.classifier import Classifier, branch_names
-from destseg.models.classifier_loss import LossTerms, classifier_loss
-from destseg.models.model_file import load_model, load_weights
-from destseg.runtime.device import model_device
-from destseg.runtime.files import check_output, empty_directory, mark_output, write_json
+from destseg.runtime.files import check_output, mark_output
 from stages.cli import (
     RECAM_MODEL_FILE,
     CheckpointOption,
@@ -34,6 +26,7 @@ from stages.cli import (
     LiveDirOption,
     ParamsOption,
     check_outputs,
+    not_trained,
     reported,
     require,
 )
@@ -43,7 +36,6 @@ from stages.params.reader import read_params
 from stages.params.recam import RecamParams
 from stages.params.run import read_run
 from stages.params.splits import read_splits
-from stages.recipe import train_and_save
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -65,11 +57,20 @@ def main(
     check_outputs("train_recam", folders=[out], files=[checkpoint, live_dir / "metrics.json"])
     r = read_params(params, "recam", RecamParams)
     if not r.enabled:
-        print("train_recam: recam.enabled is false: not trained (make_cam reads --model)")
-        empty_directory(out, "train_recam")
-        write_json(live_dir / "metrics.json", {})
-        empty_directory(live_dir / "plots" / "metrics", "train_recam")
+        not_trained("train_recam", out, live_dir, "recam.enabled is false (make_cam reads --model)")
         return
+    # torch and the networks load only for a stage that trains (seconds at every start)
+    import torch
+
+    from destseg.dataset.torch_dataset import VOCDataset, train_transform
+    from destseg.evaluation.inference import classify
+    from destseg.evaluation.metrics import multilabel_scores
+    from destseg.models.classifier import Classifier, branch_names
+    from destseg.models.classifier_loss import LossTerms, classifier_loss
+    from destseg.models.model_file import load_model, load_weights
+    from destseg.runtime.device import model_device
+    from stages.recipe import train_and_save
+
     p = read_params(params, "cls", ClsParams)
     run = read_run(params)
     splits = read_splits(params)

@@ -37,7 +37,7 @@ CATEGORIES = {
 CLASSES = ["background", *CATEGORIES.values()]
 # (width, height) of common COCO images: landscape 4:3, portrait, 3:2
 COCO_SIZES = [(640, 480), (480, 640), (640, 427)]
-COCO_SIZES_HALF = [(320, 240), (240, 320), (320, 213)]
+COCO_SIZES_QUARTER = [(160, 120), (120, 160), (160, 107)]
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:

@@ -19,6 +19,21 @@ def set_dotted(params: dict, dotted: str, value) -> None:
     params[key] = value
 
 
+def toy_training() -> dict:
+    """What the real configurations' end-to-end runs change in each training: one epoch;
+    batch 1 for the classifier and AffinityNet (one step per epoch on two training images; a
+    step at crop 512 costs about 20 s per image on one CPU core), 2 for the segmenter, whose
+    ASPP pools each image to 1 x 1 before a BatchNorm that needs two values per channel; and
+    ``pretrained: false`` (no ImageNet weights offline) with the freezing of ImageNet statistics
+    and stages that only makes sense with them (tests/models/test_freezing.py covers it)."""
+    sizes = {}
+    for section, batch in (("cls", 1), ("aff", 1), ("seg", 2)):
+        sizes |= {f"{section}.epochs": 1, f"{section}.batch_size": batch}
+        sizes |= {f"{section}.pretrained": False, f"{section}.freeze_bn": False}
+        sizes[f"{section}.freeze_through"] = "none"
+    return sizes
+
+
 def run(args, cwd, env):
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -48,10 +63,12 @@ def own_copy(repo: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def prepare_repo(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> dict:
+def prepare_repo(
+    repo: Path, overrides: dict, base: Path = ROOT / "params.yaml", **env_vars: str
+) -> dict:
     """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` on the CPU in
     float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml and commit;
-    return the environment to run DVC there with."""
+    return the environment to run DVC there with (``env_vars`` added)."""
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
@@ -62,15 +79,17 @@ def prepare_repo(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml")
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dvc_env()
+    env = {**dvc_env(), **env_vars}
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny"], repo, env)
     return env
 
 
-def reproduce(repo: Path, overrides: dict, base: Path = ROOT / "params.yaml") -> tuple:
+def reproduce(
+    repo: Path, overrides: dict, base: Path = ROOT / "params.yaml", **env_vars: str
+) -> tuple:
     """:func:`prepare_repo`, then the real ``dvc repro`` there."""
-    env = prepare_repo(repo, overrides, base)
+    env = prepare_repo(repo, overrides, base, **env_vars)
     run(["dvc", "repro"], repo, env)
     return repo, env

@@ -57,9 +57,12 @@ def sbd_mat(mask: np.ndarray) -> bytes:
 VOC_SIZES = [(500, 375), (500, 333), (375, 500)]
 # six, two per part, for benchmarks/voc_cost.py: landscape, portrait, wide, nearly square, ...
 VOC_SIZES_SIX = [(500, 375), (375, 500), (500, 333), (486, 500), (500, 281), (334, 500)]
-# the three at half VOC's size, odd sides kept: what the VOC configuration's end-to-end run reads
-# (its crops and scales as shipped; CAMs and evaluation cost a quarter)
+# the three at half VOC's size, odd sides kept: benchmarks/gpu_check.py's pipeline on a GPU
 VOC_SIZES_HALF = [(250, 187), (250, 167), (187, 250)]
+# and at a quarter, odd sides kept: what the VOC configuration's end-to-end run reads (its crops
+# and scales as shipped: the trainings crop 512 whatever the image, while CAMs and evaluation cost
+# a sixteenth of VOC's)
+VOC_SIZES_QUARTER = [(125, 94), (125, 83), (94, 125)]
 
 
 @dataclass(frozen=True)

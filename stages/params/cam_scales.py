@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from destseg.models.backbone import feature_size
+from destseg.models.configs import feature_size
 from stages.params.base import Scales
 
 

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictBool, model_validator
 
-from destseg.models.backbone import feature_size
-from destseg.models.configs import LdmConfig, MdcConfig
+from destseg.models.configs import LdmConfig, MdcConfig, feature_size
 from stages.params.base import Probability, Section
 from stages.params.train import TrainParams
 

@@ -18,6 +18,7 @@ from destseg.dataset.sources.download import (
     UnsafeArchiveError,
     extract,
     fetch,
+    file_md5,
     under,
 )
 
@@ -255,3 +256,11 @@ def test_a_full_disk_while_extracting_names_the_extraction_folder(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     expected = f"OutputWriteError: {tmp_path / 'scratch'}: could not write (File too large)"
     assert last.endswith(expected)
+
+
+def test_file_md5_read_in_chunks_is_the_md5_of_the_whole_file(tmp_path):
+    data = bytes(range(256)) * 41  # 10,496 bytes: ten chunks of 1,000 and a partial one
+    path = tmp_path / "archive.tar"
+    path.write_bytes(data)
+    assert file_md5(path, chunk=1000) == hashlib.md5(data).hexdigest()
+    assert file_md5(path) == hashlib.md5(data).hexdigest()

@@ -8,8 +8,9 @@ from conftest import ROOT
 from torchvision import models
 
 from destseg.models.affinity_net import AffinityNet
-from destseg.models.backbone import build_encoder, build_resnet, feature_size, set_output_stride
+from destseg.models.backbone import build_encoder, build_resnet, set_output_stride
 from destseg.models.classifier import Classifier
+from destseg.models.configs import feature_size
 from destseg.models.model_file import build_model, load_model, save_model
 from destseg.models.segmenter import Segmenter
 

@@ -1,14 +1,14 @@
 """The paper's configuration, configs/voc2012.yaml, run as shipped through every stage on data
 with VOC's shapes: the voc2012 source downloading VOC-layout archives from 127.0.0.1, images of
-VOC's landscape, wide and portrait shapes at half its size (250 x 187, 250 x 167 and 187 x 250:
+VOC's landscape, wide and portrait shapes at a quarter of its size (125 x 94, 125 x 83 and 94 x 125:
 odd sides, which the strided alignment must handle) with VOC's 21 classes, ResNet-50 at crop
 512, LDM grid 7 and MDC, the four CAM scales with flips, IRN's confident regions, AffinityNet at
 stride 8, the walk at 256 steps, DeepLabV3-ResNet-50 and the six-scale evaluation with flips.
 
 Overridden, and nothing else: where the archives come from, the sizes (image counts follow from
-the archives; epochs 1 and batch 2, as two training images cannot fill a batch of 16), and
-``pretrained: false`` (no ImageNet weights offline) together with the freezing of ImageNet
-statistics and stages that only makes sense with them (tests/models/test_freezing.py covers it).
+the archives; epochs 1, batch 1 or 2, as two training images cannot fill a batch of 16:
+:func:`pipeline_repo.toy_training`), and ``pretrained: false`` (no ImageNet weights offline)
+together with the freezing of ImageNet statistics and stages that only makes sense with them.
 """
 
 import hashlib
@@ -18,8 +18,8 @@ import pytest
 import yaml
 from conftest import ROOT, built_once, listed, pinned
 from http_server import LocalServer, Served
-from pipeline_repo import dvc_env, own_copy, prepare_repo, run, set_dotted
-from voc_archives import VOC_SIZES_HALF, voc_shaped_archives
+from pipeline_repo import dvc_env, own_copy, prepare_repo, run, set_dotted, toy_training
+from voc_archives import VOC_SIZES_QUARTER, voc_shaped_archives
 
 from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.sources.voc2012 import CLASSES, TUNE_EVERY
@@ -29,12 +29,7 @@ CONFIG = ROOT / "configs" / "voc2012.yaml"
 
 
 def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
-    sizes = {}
-    for section in ("cls", "aff", "seg"):
-        sizes |= {f"{section}.epochs": 1, f"{section}.batch_size": 2}
-        sizes |= {f"{section}.pretrained": False, f"{section}.freeze_bn": False}
-        sizes[f"{section}.freeze_through"] = "none"
-    return sizes | {
+    return toy_training() | {
         "data.voc2012.download_dir": downloads,
         "data.voc2012.voc_url": f"{url}/voc.tar",
         "data.voc2012.voc_md5": hashlib.md5(voc).hexdigest(),
@@ -46,7 +41,7 @@ def voc_overrides(url: str, downloads: str, voc: bytes, sbd: bytes) -> dict:
 def _prepare_voc_shaped(folder):
     """The repository with configs/voc2012.yaml at toy size, its dataset prepared from
     VOC-shaped archives served on 127.0.0.1: the start of every run here."""
-    archives = voc_shaped_archives(VOC_SIZES_HALF)
+    archives = voc_shaped_archives(VOC_SIZES_QUARTER)
     served = Served(files={"/voc.tar": archives.voc, "/sbd.tgz": archives.sbd})
     with LocalServer(served) as url:
         overrides = voc_overrides(url, str(folder / "downloads"), archives.voc, archives.sbd)
@@ -63,7 +58,7 @@ def voc_prepared(tmp_path_factory):
     archives it was prepared from and the toy-size overrides."""
     shared = built_once(tmp_path_factory, "voc_prepared", _prepare_voc_shaped)
     overrides = yaml.safe_load((shared / "overrides.yaml").read_text())
-    return shared / "repo", voc_shaped_archives(VOC_SIZES_HALF), overrides
+    return shared / "repo", voc_shaped_archives(VOC_SIZES_QUARTER), overrides
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ def test_the_papers_configuration_runs_end_to_end_on_voc_shaped_data(voc_repo):
     train_aug = layout.ids("train_aug")
     assert sorted(train_aug) == sorted(archives.voc_train + archives.sbd_only)
     sizes = {load_image(layout.image_path(i)).shape[:2] for i in train_aug}
-    assert (187, 250) in sizes and (250, 187) in sizes  # landscape and portrait both
+    assert (94, 125) in sizes and (125, 94) in sizes  # landscape and portrait both
     for folder in ("cam", "aff_labels", "propagated_cam", "pseudo_mask"):
         assert sorted(p.stem for p in listed(root / "data" / folder)) == sorted(train_aug)
     predictions = root / "data" / "evaluate" / "prediction"
@@ -109,7 +104,7 @@ def test_the_control_configurations_make_their_cams_as_shipped(voc_prepared, tmp
     the repository prepared for the paper's configuration: they differ from it in the
     classifier alone (tests/stages/test_configs.py), so the stages from train_cls to make_cam
     are theirs, and the dataset, unchanged, is not prepared again. Puzzle-CAM's 4
-    micro-batches become 1: two training images make a batch of 2."""
+    micro-batches become 1, as the batch is 1."""
     prepared, _, overrides = voc_prepared
     root, env = own_copy(prepared, tmp_path), dvc_env()
     params = pinned(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))

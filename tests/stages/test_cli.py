@@ -244,3 +244,16 @@ def test_a_long_bad_value_is_echoed_cut_short(tmp_path):
     result = runner.invoke(app, ["--params", str(params)])
     assert result.exit_code == 1 and "(100002 characters)" in result.output
     assert len(result.output) < 500
+
+
+def test_the_stages_that_may_have_nothing_to_do_start_without_torch():
+    """prepare, and the stages that train or walk nothing when their params say so (pretrain,
+    train_recam, train_aff, propagate), import torch only once there is work: importing it costs
+    seconds at every start of every stage, and the default pipeline skips three of them."""
+    modules = ["prepare", "pretrain", "train_recam", "train_aff", "propagate"]
+    code = ";".join(f"import stages.{m}" for m in modules)
+    code += ";import sys;print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -8,8 +8,6 @@ types: the first block of a stage loses its stride, the later blocks of that sta
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torchvision import models
@@ -20,13 +18,6 @@ BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
 # half its cost and a smaller receptive field, for the CPU demo. torchvision has no ImageNet
 # weights for it.
 UNTRAINED = {"resnet10": [1, 1, 1, 1]}
-
-
-def feature_size(side: int, output_stride: int, stage: int = 4) -> int:
-    """The side of the feature map after ResNet ``stage`` (1-4) for an input side, with the
-    last stages dilated to ``output_stride``: each stride-2 layer gives ceil(n / 2)."""
-    stride = min(2 ** (stage + 1), output_stride) if stage < 4 else output_stride
-    return math.ceil(side / stride)
 
 
 class PretrainedWeightsError(FileNotFoundError):

@@ -10,11 +10,20 @@ the same constants. No torch here: reading params must not need it.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from destseg.dataset.layout import MAX_OBJECT_CLASSES
+
+
+def feature_size(side: int, output_stride: int, stage: int = 4) -> int:
+    """The side of the feature map after ResNet ``stage`` (1-4) for an input side, with the
+    last stages dilated to ``output_stride``: each stride-2 layer gives ceil(n / 2)."""
+    stride = min(2 ** (stage + 1), output_stride) if stage < 4 else output_stride
+    return math.ceil(side / stride)
+
 
 # The names destseg.models.backbone.BACKBONES accepts (a test keeps the two equal).
 Backbone = Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"]
