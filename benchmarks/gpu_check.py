@@ -87,9 +87,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn, device: torch.device, repeats: int) -> float:
-    """Seconds per call of ``fn`` after one warm-up call (cuDNN's algorithm search)."""
+    """Seconds per call of ``fn`` after one warm-up call (cuDNN's algorithm search); with
+    ``repeats`` 0 (toy sizes: the code runs, the number is not read), the one call's time."""
+    start = time.perf_counter()
     fn()
     _sync(device)
+    if repeats == 0:
+        return time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
@@ -209,12 +213,16 @@ def inference_probe(config: dict, nets: dict, precision: Precision, toy: bool, r
     segmenter = precision.place(nets["segmenter"][0].eval())
     cam_cfg, prop, ev = config["cam"], config["propagate"], config["evaluate"]
     exp_times = 2 if toy else prop["exp_times"]
+    # toy: one scale each (bf16 on a CPU without it costs 2 to 5 s an image at every scale)
+    cam_scales, eval_scales = (
+        (cam_cfg["scales"][:1], ev["scales"][:1]) if toy else (cam_cfg["scales"], ev["scales"])
+    )
     holder = {}
 
     def cam() -> None:
         with precision.autocast():
             holder["cam"] = multiscale_cams(
-                classifier, image[None], [[3, 7]], cam_cfg["scales"], cam_cfg["flip"]
+                classifier, image[None], [[3, 7]], cam_scales, cam_cfg["flip"]
             )[0]
 
     def walk() -> None:
@@ -227,7 +235,7 @@ def inference_probe(config: dict, nets: dict, precision: Precision, toy: bool, r
 
     def evaluate() -> None:
         with precision.autocast():
-            segment(segmenter, image, ev["scales"], ev["flip"]).argmax(0).cpu()
+            segment(segmenter, image, eval_scales, ev["flip"]).argmax(0).cpu()
 
     timings = {name: _timed(fn, device, repeats) for name, fn in [("CAM", cam), ("walk", walk)]}
     timings["evaluation"] = _timed(evaluate, device, repeats)
@@ -246,7 +254,7 @@ def inference_probe(config: dict, nets: dict, precision: Precision, toy: bool, r
 
 def probes(config: dict, device: torch.device, toy: bool, log) -> dict:
     results = {}
-    repeats = 1 if toy else 5  # toy: the code runs, the number is not read
+    repeats = 0 if toy else 5  # toy: the code runs, the number is not read
     for amp in AMPS:
         precision = resolve_precision(amp, device)
         nets = networks(config, toy)
@@ -303,13 +311,16 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     }
 
 
-def same_under_torchrun(repo: Path, env: dict, work: Path) -> dict[str, list[str]]:
-    """Run make_cam and evaluate of the reproduced ``repo`` twice, as a plain process and as
-    the one process of ``torchrun --standalone --nproc-per-node 1``, each writing into its own
-    folder under ``work``; per stage, the output files whose bytes differ (none, when the
-    distributed path changes nothing). A run that fails stops with its error."""
+def same_under_torchrun(
+    repo: Path, env: dict, work: Path, stages: tuple[str, ...] = tuple(TORCHRUN_OUTPUTS)
+) -> dict[str, list[str]]:
+    """Run ``stages`` (make_cam and evaluate) of the reproduced ``repo`` twice, as a plain
+    process and as the one process of ``torchrun --standalone --nproc-per-node 1``, each
+    writing into its own folder under ``work``; per stage, the output files whose bytes differ
+    (none, when the distributed path changes nothing). A run that fails stops with its error."""
     differing = {}
-    for stage, outputs in TORCHRUN_OUTPUTS.items():
+    for stage in stages:
+        outputs = TORCHRUN_OUTPUTS[stage]
         runs = []
         for launcher in (
             [],

@@ -25,6 +25,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.aff_labels import AffLabelsParams
 from stages.params.dist import read_dist
@@ -91,4 +92,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

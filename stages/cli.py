@@ -3,6 +3,7 @@ codes, and the check that an input exists."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import warnings
@@ -90,6 +91,26 @@ def _watch_the_process_worked_for() -> None:
         end_with(os.getppid())
     elif "DVC_STAGE" in os.environ and (dvc := dvc_ancestor()) is not None:
         end_with(dvc)
+
+
+def run_stage(app: typer.Typer) -> None:
+    """Run a stage's command as its process's whole work (``python -m stages.<name>``).
+
+    The objects of the imported modules (torch and torchvision: about 6 s and a few million
+    objects) live until the process ends, so they are kept out of the cyclic garbage
+    collector's generations (``gc.freeze``) once imported, and again at the end for what was
+    imported lazily: its collections during the run and at exit then skip them. The collector,
+    off while the stage's modules were imported (``stages/__init__.py``), is turned back on.
+    Measured: 2.2 to 2.5 s less per stage process on a 2-core AMD EPYC (docs/testing.md). Only
+    for a process of its own; a caller that runs a stage in-process keeps its collector as it
+    was.
+    """
+    gc.freeze()
+    gc.enable()
+    try:
+        app()
+    finally:
+        gc.freeze()
 
 
 def reported(main: Callable) -> Callable:

@@ -24,6 +24,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.dist import read_dist
 from stages.params.evaluate import EvaluateParams
@@ -94,4 +95,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

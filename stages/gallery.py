@@ -35,6 +35,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.gallery import GalleryParams
 from stages.params.reader import read_params
@@ -132,4 +133,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -31,6 +31,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.cam import CamParams
 from stages.params.cam_scales import check_mdc_scales
@@ -144,4 +145,4 @@ def _write_scores(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

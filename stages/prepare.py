@@ -18,7 +18,7 @@ from destseg.dataset.sources.download import Archive
 from destseg.dataset.sources.folder import import_folder
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
 from destseg.runtime.files import atomic_path
-from stages.cli import ParamsOption, StageError, check_outputs, reported
+from stages.cli import ParamsOption, StageError, check_outputs, reported, run_stage
 from stages.params.data import DataParams
 from stages.params.reader import read_params
 
@@ -90,4 +90,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -30,6 +30,7 @@ from stages.cli import (
     check_outputs,
     not_trained,
     reported,
+    run_stage,
 )
 from stages.params.cls import ClsParams
 from stages.params.dist import read_dist
@@ -114,4 +115,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

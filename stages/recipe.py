@@ -15,6 +15,7 @@ from destseg.models.model_file import Network, build_model, save_model
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.distributed import process_group
 from destseg.runtime.files import mark_output, naming_storage_errors
+from destseg.runtime.pace import EpochClock
 from destseg.training.checkpoint import fingerprint
 from destseg.training.loop import (
     LossFn,
@@ -109,14 +110,17 @@ def train_and_save(
         # and only in the process that writes.
         with _live(live_dir, world.main) as logger:
 
-            def log_epoch(epoch: int, scores: dict[str, float]) -> None:
+            clock = EpochClock(p.epochs, len(train_set) // p.batch_size * p.batch_size)
+
+            def log_epoch(epoch: int, scores: dict[str, float], seconds: float | None) -> None:
                 with naming_storage_errors(live_dir):
                     logger.step = epoch
                     for name, value in scores.items():
                         logger.log_metric(name, value)
                     logger.next_step()
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                print(f"{network.KIND} epoch {epoch + 1}/{p.epochs}: {shown}", flush=True)
+                pace = "" if seconds is None else f" ({clock.lap(epoch, seconds)})"
+                print(f"{network.KIND} epoch {epoch + 1}/{p.epochs}{pace}: {shown}", flush=True)
 
             fit(
                 model,

@@ -38,6 +38,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.dist import read_dist
 from stages.params.reader import read_params
@@ -146,4 +147,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

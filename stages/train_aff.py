@@ -25,6 +25,7 @@ from stages.cli import (
     not_trained,
     reported,
     require,
+    run_stage,
 )
 from stages.params.aff import AffParams
 from stages.params.dist import read_dist
@@ -120,4 +121,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -26,6 +26,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.cam_scales import CamScalesParams, check_mdc_scales
 from stages.params.cls import ClsParams
@@ -122,4 +123,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -29,6 +29,7 @@ from stages.cli import (
     not_trained,
     reported,
     require,
+    run_stage,
 )
 from stages.params.cls import ClsParams
 from stages.params.dist import read_dist
@@ -112,4 +113,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -21,6 +21,7 @@ from stages.cli import (
     check_outputs,
     reported,
     require,
+    run_stage,
 )
 from stages.params.dist import read_dist
 from stages.params.reader import read_params
@@ -101,4 +102,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -19,19 +19,28 @@ def set_dotted(params: dict, dotted: str, value) -> None:
     params[key] = value
 
 
+# the real configurations' training crop in their end-to-end runs, whose images have sides of
+# 83 to 160 px (a quarter of VOC's and COCO's)
+TOY_CROP = 128
+
+
 def toy_training() -> dict:
-    """What the real configurations' end-to-end runs change in each training: one epoch;
-    batch 1 for the classifier and AffinityNet (one step per epoch on two training images; a
-    step at crop 512 costs about 20 s per image on one CPU core), 2 for the segmenter, whose
-    ASPP pools each image to 1 x 1 before a BatchNorm that needs two values per channel; and
-    ``pretrained: false`` (no ImageNet weights offline) with the freezing of ImageNet statistics
-    and stages that only makes sense with them (tests/models/test_freezing.py covers it)."""
+    """What the real configurations' end-to-end runs change in each training: one epoch (one
+    of ReCAM's phase too); batch 1 for the classifier and AffinityNet (one step per epoch on
+    two training images), 2 for the segmenter, whose ASPP pools each image to 1 x 1 before a
+    BatchNorm that needs two values per channel; crops of 128 (a ResNet-50 step at 512 costs
+    about 20 s per image on one CPU core, a sixteenth of that at 128: the shipped crops go
+    through the three networks and their losses on the meta device,
+    tests/stages/test_shipped_crops.py); and ``pretrained: false`` (no ImageNet weights
+    offline) with the freezing of ImageNet statistics and stages that only makes sense with
+    them (tests/models/test_freezing.py covers it)."""
     sizes = {}
     for section, batch in (("cls", 1), ("aff", 1), ("seg", 2)):
         sizes |= {f"{section}.epochs": 1, f"{section}.batch_size": batch}
+        sizes |= {f"{section}.crop_size": TOY_CROP}
         sizes |= {f"{section}.pretrained": False, f"{section}.freeze_bn": False}
         sizes[f"{section}.freeze_through"] = "none"
-    return sizes
+    return sizes | {"recam.epochs": 1}  # ReCAM's second phase of the classifier, when on
 
 
 def run(args, cwd, env):

@@ -8,6 +8,7 @@ own prepare is tested in tests/dataset/test_synthetic.py and tests/stages/.
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -147,6 +148,15 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     assert list(table["class"]) == FOLDER_CLASSES
     sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
     assert sweep["threshold"].is_monotonic_increasing and sweep["miou"].between(0, 1).all()
+    # the headline numbers, copied under names of their own
+    assert _json(metrics / "summary.json") == {
+        "cls_map": train_cls["val"]["map"],
+        "cam_miou": cam["miou"],
+        "cam_thr": cam["threshold"],
+        "mask_miou": refine["miou"],
+        "mask_thr": refine["bg_threshold"],
+        "seg_miou": evaluate["miou"],
+    }
 
 
 @pytest.mark.e2e
@@ -246,14 +256,16 @@ def test_a_sharded_stage_writes_the_bytes_of_an_unsharded_one(repo, tmp_path, st
 
 @pytest.mark.e2e
 def test_the_gpu_checks_torchrun_comparison_finds_identical_outputs(repo, tmp_path):
-    """benchmarks/gpu_check.py's part (c) on the CPU: make_cam and evaluate as the one process
-    of torchrun write the bytes of a plain run."""
+    """benchmarks/gpu_check.py's part (c) on the CPU: evaluate as the one process of torchrun
+    writes the bytes of a plain run (make_cam goes through the same loop; both stages in two
+    processes are compared with the pipeline's own outputs above)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import gpu_check
 
     root, env = repo
-    differing = gpu_check.same_under_torchrun(root, {**env, "OMP_NUM_THREADS": "1"}, tmp_path)
-    assert differing == {"make_cam": [], "evaluate": []}
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    differing = gpu_check.same_under_torchrun(root, env, tmp_path, stages=("evaluate",))
+    assert differing == {"evaluate": []}
 
 
 @pytest.mark.e2e
@@ -265,6 +277,10 @@ def test_train_cls_in_two_processes_writes_one_model_and_one_log(own_repo, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("classifier epoch 1/1") == 1  # rank 0 alone logs
+    # a log file's lines (stdout is a pipe here): the steps' pace, then the epoch's
+    assert re.search(r"^epoch 1/1: \d+ steps in \d+ s, [\d.]+/s$", done.stdout, re.M)
+    pace = r"\(\d+ s, [\d.]+ images/s, 0 s left\)"
+    assert re.search(rf"^classifier epoch 1/1 {pace}: train/loss ", done.stdout, re.M)
     model = torch_load(tmp_path / "run" / "model.pt")
     assert model["kind"] == "classifier"
     assert not (tmp_path / "run" / "ck.pt").exists()
@@ -290,7 +306,7 @@ def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_pat
 
 
 @pytest.mark.e2e
-def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(own_repo):
+def test_the_gallery_draws_every_step_and_the_offline_plots_page_holds_every_plot(own_repo):
     root, env = own_repo
     reported = (root / "data/dataset/ImageSets/Segmentation/scored.txt").read_text().split()
     figures = sorted(listed(root / "data/gallery"))
@@ -300,8 +316,14 @@ def test_the_gallery_draws_every_step_and_dvc_plots_show_renders_it(own_repo):
         width, height = Image.open(path).size
         # image, a CAM and a walked CAM per class (1-2), confident regions, 3 label maps
         assert height == size + 2 * TITLE_HEIGHT + 4 and width in range(7 * size, 10 * size, size)
-    run(["dvc", "plots", "show", "-o", "plots_page"], root, env)
+    # the page of scripts/plots_page.py: DVC's own, with vega, vega-lite and vega-embed inline
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import plots_page
+
+    script = [sys.executable, str(ROOT / "scripts" / "plots_page.py"), "--out", "plots_page"]
+    assert "renders offline" in run(script, root, env)
     page = (root / "plots_page" / "index.html").read_text()
+    assert plots_page.external_resources(page) == [] and "window.vegaEmbed=" in page
     declared = [
         "train_cls/plots/metrics",
         "train_aff/plots/metrics",
@@ -446,6 +468,15 @@ def test_the_positive_controls_rerun_what_they_touch_and_run_as_an_experiment(ow
     assert row["train.loss_tiled"] > 0 and row["train.loss_reconstruction"] >= 0  # Puzzle-CAM
     assert 0 <= row["data/metrics/make_cam.json:miou"] <= 1
     assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}  # workspace untouched
+    # README's comparison of experiments fits a terminal of 100 columns, every value shown
+    (command,) = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("dvc exp show --drop")
+    ]
+    table = run([*shlex.split(command), "--no-pager"], root, {**env, "COLUMNS": "100"})
+    assert max(len(line) for line in table.splitlines()) <= 100 and "…" not in table
+    assert "controls" in table and "cam_miou" in table and "seg_miou" in table
 
 
 @pytest.mark.e2e

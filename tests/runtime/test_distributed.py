@@ -132,11 +132,17 @@ def one_process(tiny_layout, tmp_path_factory) -> dict:
     return model.state_dict()
 
 
+@pytest.fixture(scope="module")
+def two_processes(tiny_layout, tmp_path_factory) -> dict:
+    """The same training in two processes, uninterrupted (two tests compare with it)."""
+    folder = tmp_path_factory.mktemp("two")
+    return _two_processes(tiny_layout.root, folder / "ck.pt", folder / "two.pt")
+
+
 def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(
-    tiny_layout, tmp_path, one_process
+    one_process, two_processes
 ):
-    two = _two_processes(tiny_layout.root, tmp_path / "ck.pt", tmp_path / "two.pt")
-    _assert_same_weights(one_process, two, **TOLERANCE)
+    _assert_same_weights(one_process, two_processes, **TOLERANCE)
     # and training did move them: the comparison is not of two untouched initialisations
     torch.manual_seed(0)
     untrained = build_model(Classifier, CONFIG).state_dict()
@@ -149,15 +155,14 @@ def test_micro_batches_add_up_to_the_whole_batch(tiny_layout, tmp_path, one_proc
     _assert_same_weights(one_process, model.state_dict(), **TOLERANCE)
 
 
-def test_two_processes_resume_after_a_kill(tiny_layout, tmp_path):
-    straight = _two_processes(tiny_layout.root, tmp_path / "a.pt", tmp_path / "straight.pt")
+def test_two_processes_resume_after_a_kill(tiny_layout, tmp_path, two_processes):
     checkpoint = tmp_path / "b.pt"
     # killed in the middle of epoch 2 (3 steps per epoch): epoch 1 is in the checkpoint
     killed = _two_processes(tiny_layout.root, checkpoint, tmp_path / "killed.pt", stop_at=5)
     assert killed is None
     assert len(torch.load(checkpoint, weights_only=True)["history"]) == 1
     resumed = _two_processes(tiny_layout.root, checkpoint, tmp_path / "resumed.pt")
-    _assert_same_weights(straight, resumed, atol=0, rtol=0)
+    _assert_same_weights(two_processes, resumed, atol=0, rtol=0)
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused(tiny_layout, tmp_path):

@@ -1,6 +1,8 @@
 """The stage commands as a user meets them: --help, and one-line errors for bad input."""
 
 import importlib
+import os
+import shutil
 import subprocess
 import sys
 
@@ -257,3 +259,39 @@ def test_the_stages_that_may_have_nothing_to_do_start_without_torch():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_stage_process_collects_garbage_again_after_its_imports(tmp_path):
+    """``python -m stages.<name>`` imports with the collector off (stages/__init__.py);
+    run_stage turns it on and freezes what was imported: a probe stage beside copies of the
+    package's two modules, in a process of its own."""
+    package = tmp_path / "stages"
+    package.mkdir()
+    for name in ("__init__.py", "cli.py"):
+        shutil.copy(ROOT / "stages" / name, package / name)
+    (package / "probe.py").write_text(
+        "import gc, typer\n"
+        "from stages.cli import run_stage\n"
+        "imported_with = gc.isenabled()\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "def main():\n"
+        "    print(imported_with, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+        "run_stage(app)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.probe"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
+def test_importing_the_stages_in_a_process_of_another_command_leaves_its_collector_on():
+    import gc
+
+    import stages
+
+    importlib.reload(stages)
+    assert gc.isenabled()

@@ -53,10 +53,14 @@ def test_terms_a_loss_reports_are_logged_per_epoch_and_leave_training_unchanged(
 
     logs: dict[str, list] = {"without": [], "with": []}
     without, _ = _train(
-        tiny_layout, 1, tmp_path / "a.pt", log=lambda e, s: logs["without"].append(s)
+        tiny_layout, 1, tmp_path / "a.pt", log=lambda e, s, t: logs["without"].append(s)
     )
     with_, _ = _train(
-        tiny_layout, 1, tmp_path / "b.pt", log=lambda e, s: logs["with"].append(s), loss=with_terms
+        tiny_layout,
+        1,
+        tmp_path / "b.pt",
+        log=lambda e, s, t: logs["with"].append(s),
+        loss=with_terms,
     )
     (scores,), (with_scores,) = logs["without"], logs["with"]
     assert with_scores["train/one"] == 1.0  # a mean over the images of the epoch
@@ -72,7 +76,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_layout, tmp_path):
     _train_one_epoch_checkpoint(tiny_layout, partial)
     assert len(torch.load(partial, weights_only=True)["history"]) == 1
     logged = []
-    resumed, start = _train(tiny_layout, 2, partial, log=lambda e, s: logged.append((e, s)))
+    resumed, start = _train(tiny_layout, 2, partial, log=lambda e, s, t: logged.append((e, s)))
     assert start == 1
     # the log gets the interrupted run's epoch replayed, then the new one
     assert [e for e, _ in logged] == [0, 1]
@@ -87,7 +91,7 @@ def _train_one_epoch_checkpoint(layout, path, precision=CPU, images=None):
     class Stop(Exception):
         """Raised by the log hook, after the epoch's checkpoint is written."""
 
-    def stop(epoch, scores):
+    def stop(epoch, scores, seconds):
         raise Stop
 
     with pytest.raises(Stop):
@@ -284,12 +288,12 @@ def test_bf16_training_runs_the_network_in_bf16_and_keeps_float32_weights(tiny_l
         seen.append(logits.dtype)
         return F.multilabel_soft_margin_loss(logits, batch["target"])
 
-    bf16 = resolve_precision("bf16", torch.device("cpu"))
-    model, _ = _train(tiny_layout, 1, tmp_path / "c.pt", precision=bf16, loss=loss)
+    bf16 = resolve_precision("bf16", torch.device("cpu"))  # emulated on the CPU: one step
+    model, _ = _train(tiny_layout, 1, tmp_path / "c.pt", precision=bf16, loss=loss, images=4)
     assert seen and set(seen) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    reference, _ = _train(tiny_layout, 1, tmp_path / "d.pt")
-    # one epoch in bf16 lands near the float32 run, not on it
+    reference, _ = _train(tiny_layout, 1, tmp_path / "d.pt", images=4)
+    # one step in bf16 lands near the float32 one, not on it
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
 
@@ -298,13 +302,14 @@ def test_bf16_training_runs_the_network_in_bf16_and_keeps_float32_weights(tiny_l
     not _autocast_on_cpu(torch.float16), reason="this torch has no fp16 autocast on the CPU"
 )
 def test_fp16_training_resumes_with_its_gradient_scaler(tiny_layout, tmp_path):
-    fp16 = resolve_precision("fp16", torch.device("cpu"))  # emulated on the CPU: 2 steps an epoch
-    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt", precision=fp16, images=8)
+    # emulated on the CPU (3 s a step here): 1 step an epoch
+    fp16 = resolve_precision("fp16", torch.device("cpu"))
+    straight, _ = _train(tiny_layout, 2, tmp_path / "straight.pt", precision=fp16, images=4)
     partial = tmp_path / "partial.pt"
-    _train_one_epoch_checkpoint(tiny_layout, partial, precision=fp16, images=8)
+    _train_one_epoch_checkpoint(tiny_layout, partial, precision=fp16, images=4)
     scaler = torch.load(partial, weights_only=True)["scaler"]
     assert scaler["scale"] > 0  # a live scaler's state, saved to resume with
-    resumed, start = _train(tiny_layout, 2, partial, precision=fp16, images=8)
+    resumed, start = _train(tiny_layout, 2, partial, precision=fp16, images=4)
     assert start == 1
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)

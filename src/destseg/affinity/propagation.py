@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import track
 
 from destseg.affinity.walk import propagate_cam
 from destseg.cam.store import load_cam, save_cam
@@ -16,6 +15,7 @@ from destseg.dataset.torch_dataset import image_to_tensor
 from destseg.models.affinity_net import AffinityNet
 from destseg.runtime.device import deterministic
 from destseg.runtime.overlap import overlaps, prefetch, writer
+from destseg.runtime.pace import paced
 
 
 @torch.no_grad()
@@ -51,8 +51,8 @@ def propagate_cams(
     threaded = overlaps(device)
     with writer(threaded) as files:
         loaded = prefetch(ids, load, threaded)
-        for image_id, (image, classes, cam) in track(
-            loaded, total=len(ids), description="propagate", disable=not progress
+        for image_id, (image, classes, cam) in paced(
+            loaded, len(ids), "propagate", quiet=not progress
         ):
             image = image.to(device)
             affinity = model(image[None])[0].float()

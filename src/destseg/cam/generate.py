@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 
 from destseg.cam.normalize import normalize_per_class
 from destseg.cam.store import save_cam
@@ -26,6 +25,7 @@ from destseg.evaluation.thresholds import sweep_table
 from destseg.models.classifier import Classifier
 from destseg.runtime.distributed import World
 from destseg.runtime.overlap import overlaps, prefetch, writer
+from destseg.runtime.pace import paced
 
 
 @torch.no_grad()
@@ -156,8 +156,8 @@ def generate_cams(
     threaded = overlaps(device)
     with writer(threaded) as files:
         loaded = prefetch(batches, load, threaded)
-        for batch, (classes, images) in track(
-            loaded, total=len(batches), description="make_cam", disable=not world.main
+        for batch, (classes, images) in paced(
+            loaded, len(batches), "make_cam", quiet=not world.main, unit="batches"
         ):
             cams = multiscale_cams(model, images.to(device), classes, scales, flip)
             files.submit(store, batch, classes, [cam.cpu().numpy() for cam in cams])

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -16,6 +15,7 @@ from destseg.dataset.layout import VOCLayout, load_image, save_mask
 from destseg.dataset.torch_dataset import image_to_tensor, same_size_batches
 from destseg.evaluation.metrics import confusion_matrix
 from destseg.runtime.device import to_device
+from destseg.runtime.pace import paced
 
 
 @torch.no_grad()
@@ -75,7 +75,7 @@ def export_predictions(
     """Write ``<out_dir>/<image stem>.png`` (VOC palette) for every image file of ``images``:
     predictions without ground truth, e.g. for the VOC test server."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in track(images, description="export"):
+    for path in paced(images, len(images), "export"):
         save_mask(out_dir / f"{path.stem}.png", predict(model, path, scales, flip, device))
 
 
@@ -95,7 +95,7 @@ def evaluate_segmenter(
     progress bar with ``progress``: the main process of several shows it)."""
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for image_id in track(ids, description="evaluate", disable=not progress):
+    for image_id in paced(ids, len(ids), "evaluate", quiet=not progress):
         pred = predict(model, layout.image_path(image_id), scales, flip, device)
         save_mask(out_dir / f"{image_id}.png", pred)
         confusion += confusion_matrix(layout.ground_truth(image_id, pred.shape), pred, num_classes)

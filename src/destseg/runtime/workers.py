@@ -1,4 +1,4 @@
-"""Map a function over items in worker processes, with a progress bar."""
+"""Map a function over items in worker processes, with its progress (destseg.runtime.pace)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from rich.progress import track
+from destseg.runtime.pace import paced
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,17 +40,14 @@ def parallel_map(
     workers = min(workers, len(items))
     quiet = not progress
     if workers <= 1:
-        yield from track(map(fn, items), total=len(items), description=description, disable=quiet)
+        yield from paced(map(fn, items), len(items), description, quiet=quiet)
         return
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_quiet_worker, initargs=(os.getpid(),)) as pool:
         chunksize = max(1, len(items) // (workers * 8))
         imap = pool.imap if ordered else pool.imap_unordered
-        yield from track(
-            imap(fn, items, chunksize=chunksize),
-            total=len(items),
-            description=description,
-            disable=quiet,
+        yield from paced(
+            imap(fn, items, chunksize=chunksize), len(items), description, quiet=quiet
         )
 
 

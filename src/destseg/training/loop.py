@@ -17,6 +17,7 @@ process and N give the same weights up to float rounding.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import PolynomialLR
@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from destseg.runtime.device import Precision, to_device
 from destseg.runtime.distributed import World
+from destseg.runtime.pace import paced
 from destseg.training.checkpoint import resume, save_checkpoint
 from destseg.training.sampling import EpochSampler, SeededSamples, epoch_seed
 
@@ -57,16 +58,6 @@ def build_optimizer(name: str, param_groups: list[dict], momentum: float = 0.9):
     if name == "adamw":
         return torch.optim.AdamW(param_groups, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-
-
-def progress_bar(show: bool = True) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-    )
 
 
 @dataclass
@@ -116,7 +107,8 @@ LossFn = Callable[
     [nn.Module, dict, float], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
 ]
 Validate = Callable[[nn.Module], dict[str, float]]
-EpochLog = Callable[[int, dict[str, float]], None]
+# (epoch, scores, seconds the epoch took; None for an epoch replayed from a checkpoint)
+EpochLog = Callable[[int, dict[str, float], float | None], None]
 
 
 
@@ -161,9 +153,10 @@ def fit(
 
     The learning rate decays polynomially per iteration (``PolynomialLR``). After every epoch
     the scores ``train/loss``, ``train/lr`` and ``val/<name>`` (from ``validate``) go to
-    ``log(epoch, scores)`` and into the checkpoint's history. ``checkpoint`` is resumed only if
+    ``log(epoch, scores, seconds)`` (the epoch's wall time, training, validation and
+    checkpoint together) and into the checkpoint's history. ``checkpoint`` is resumed only if
     it was written with the same ``fingerprint``; a resumed run first replays the history to
-    ``log``, so the log is whole whatever the interruptions.
+    ``log`` (``seconds`` None), so the log is whole whatever the interruptions.
 
     The forward pass and the loss run under ``precision``'s autocast; with fp16 the loss is
     scaled (``GradScaler``, whose state is checkpointed with the rest) so that small gradients
@@ -189,10 +182,11 @@ def fit(
         _announce(start, schedule.epochs, checkpoint)
         for epoch, scores in enumerate(history):
             if log is not None:
-                log(epoch, scores)
+                log(epoch, scores, None)
     run.network = _distributed(model, world, precision.device)
     sampler, batches = _loader(dataset, schedule, world, precision.device)
     for epoch in range(start, schedule.epochs):
+        began = time.perf_counter()
         torch.manual_seed(epoch_seed(schedule.seed, epoch, world.rank))
         sampler.set_epoch(epoch)
         means = train_epoch(
@@ -206,7 +200,7 @@ def fit(
                     scores |= {f"val/{name}": value for name, value in validate(model).items()}
             save_checkpoint(checkpoint, fingerprint, [*history, scores], run.parts())
             if log is not None:
-                log(epoch, scores)
+                log(epoch, scores, time.perf_counter() - began)
         history.append(scores)
         world.barrier()  # no process starts the next epoch before the checkpoint is whole
     return start
@@ -274,26 +268,24 @@ def train_epoch(
     run.network.train()
     totals: dict[str, torch.Tensor] = {}  # on the device: read once per epoch, not per step
     count = 0
-    with progress_bar(world.main) as progress:
-        task = progress.add_task(f"epoch {epoch + 1}/{schedule.epochs}", total=steps)
-        for step in range(steps):
-            done = (epoch * steps + step) / (schedule.epochs * steps)  # before this step
-            run.optimizer.zero_grad(set_to_none=True)
-            for part in range(schedule.accumulate):
-                batch = next(batches)
-                # gradients are averaged across processes on the last micro-batch only
-                last = part == schedule.accumulate - 1
-                with nullcontext() if last or world.size == 1 else run.network.no_sync():
-                    loss, terms = _loss(run.network, batch, loss_fn, precision, epoch, done)
-                    run.scaler.scale(loss / schedule.accumulate).backward()
-                for name, value in {"loss": loss, **terms}.items():
-                    weighted = value.detach().double() * len(batch["id"])
-                    totals[name] = totals[name] + weighted if name in totals else weighted
-                count += len(batch["id"])
-            run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
-            run.scaler.update()
-            run.scheduler.step()
-            progress.advance(task)
+    description = f"epoch {epoch + 1}/{schedule.epochs}"
+    for step in paced(range(steps), steps, description, quiet=not world.main, unit="steps"):
+        done = (epoch * steps + step) / (schedule.epochs * steps)  # before this step
+        run.optimizer.zero_grad(set_to_none=True)
+        for part in range(schedule.accumulate):
+            batch = next(batches)
+            # gradients are averaged across processes on the last micro-batch only
+            last = part == schedule.accumulate - 1
+            with nullcontext() if last or world.size == 1 else run.network.no_sync():
+                loss, terms = _loss(run.network, batch, loss_fn, precision, epoch, done)
+                run.scaler.scale(loss / schedule.accumulate).backward()
+            for name, value in {"loss": loss, **terms}.items():
+                weighted = value.detach().double() * len(batch["id"])
+                totals[name] = totals[name] + weighted if name in totals else weighted
+            count += len(batch["id"])
+        run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
+        run.scaler.update()
+        run.scheduler.step()
     sums = [value.item() for value in totals.values()]
     *sums, count = world.sum(np.array([*sums, count], dtype=np.float64)).tolist()
     return {name: value / count for name, value in zip(totals, sums, strict=True)}
