@@ -1,0 +1,143 @@
+"""Segment new images with the pipeline's segmenter: label maps, overlays with class names, one
+contact sheet.
+
+    python scripts/predict.py photos/ more/img_001.png --out predictions
+
+Files and folders are taken as given (a folder: every file in it, not its subfolders). Every
+image any common format holds (JPEG, PNG, WebP, BMP, TIFF, GIF: whatever Pillow reads) is
+segmented with the ``evaluate`` params of params.yaml (scales, flip), its ``device`` and ``amp``,
+as the evaluate stage does; a file that is not an image is named in one warning line, never
+skipped silently, and an image that does not decode stops the run naming it. ``--out`` then holds
+
+- ``<name>.png``: the label map, one class index per pixel (VOC palette, 0 background);
+- ``<name>_overlay.png``: the image, the prediction over it, and a legend of the class names;
+- ``contact_sheet.png``: every overlay's prediction beside its image, one row per image.
+
+The class names come from the dataset the segmenter was trained on (``--dataset``, the
+``classes.json`` that ``prepare`` writes). Two inputs with one file name (``a/x.jpg``,
+``b/x.png``) are refused: their outputs would overwrite each other.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from PIL import Image
+
+# the checkout's own library and stages, whichever copy of destseg is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from destseg.dataset.layout import DECODE_ERRORS, VOCLayout, load_image, save_mask
+from destseg.evaluation.inference import predict
+from destseg.figures.gallery import figure, legend_for, mask_colours
+from destseg.models.model_file import load_model
+from destseg.models.segmenter import Segmenter
+from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.files import atomic_path
+from destseg.runtime.pace import paced
+from stages.cli import DatasetOption, ParamsOption, StageError, check_outputs, reported, require
+from stages.params.evaluate import EvaluateParams
+from stages.params.reader import read_params
+from stages.params.run import read_run
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+# the overlay: the prediction's colours at this opacity over the image (background left clear)
+OPACITY = 0.55
+# the longer side of each tile of the overlay figure and of the contact sheet
+TILE = 320
+
+
+def image_files(inputs: list[Path]) -> list[Path]:
+    """The image files of ``inputs`` (files, and the files of folders), in order; other files
+    are named in one warning and left out. Refused: a missing input, no image at all, and two
+    images with one name (their outputs would collide)."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file())
+        else:
+            files.append(require(path, "image"))
+    images, others = [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except DECODE_ERRORS:  # a file Pillow cannot identify: not an image
+            others.append(path)
+            continue
+        images.append(path)
+    if others:
+        shown = ", ".join(str(p) for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        warnings.warn(f"{len(others)} files are not images and are left out: {shown}", stacklevel=2)
+    if not images:
+        raise StageError(f"{', '.join(map(str, inputs))}: no image to segment")
+    names: dict[str, Path] = {}
+    for path in images:
+        if path.stem in names:
+            raise StageError(
+                f"{names[path.stem]} and {path}: one output name ({path.stem}.png) for two images"
+            )
+        names[path.stem] = path
+    return images
+
+
+def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The prediction's palette colours over ``image``, the background left as it is."""
+    colours = mask_colours(labels).astype(np.float32)
+    blend = (1 - OPACITY) * image.astype(np.float32) + OPACITY * colours
+    return np.where((labels == 0)[..., None], image, blend.round()).astype(np.uint8)
+
+
+@app.command()
+@reported
+def main(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders of images.")],
+    params: ParamsOption = Path("params.yaml"),
+    dataset: DatasetOption = Path("data/dataset"),
+    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
+        "data/train_seg/model.pt"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder of label maps and overlays.")] = Path(
+        "predictions"
+    ),
+) -> None:
+    """Segment every image of INPUTS into --out."""
+    check_outputs("predict", folders=[out])
+    p = read_params(params, "evaluate", EvaluateParams)
+    run = read_run(params)
+    classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
+    paths = image_files(inputs)
+    device = resolve_device(run.device)
+    model, _ = load_model(model_path, Segmenter, device, len(classes))
+    amp = resolve_precision(run.amp, device)
+    amp.place(model)
+    rows = []
+    with atomic_path(out, directory=True, owner="predict") as tmp:
+        for path in paced(paths, len(paths), "predict"):
+            with amp.autocast():
+                labels = predict(model, path, p.scales, p.flip, device)
+            image = load_image(path)
+            save_mask(tmp / f"{path.stem}.png", labels)
+            panels = [(path.name, image), ("prediction", overlay(image, labels))]
+            sheet = figure(panels, legend_for(np.unique(labels), classes), TILE)
+            sheet.save(tmp / f"{path.stem}_overlay.png")
+            rows.append(sheet)
+        width = max(row.width for row in rows)
+        contact = Image.new("RGB", (width, sum(row.height for row in rows)), "white")
+        y = 0
+        for row in rows:
+            contact.paste(row, (0, y))
+            y += row.height
+        contact.save(tmp / "contact_sheet.png")
+    print(f"predict: {len(paths)} images -> {out} (label maps, overlays, contact_sheet.png)")
+
+
+if __name__ == "__main__":
+    app()

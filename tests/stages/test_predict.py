@@ -1,0 +1,87 @@
+"""scripts/predict.py: new images of any common format segmented into label maps, overlays with
+class names and a contact sheet; nothing left out without a word."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, listed
+from PIL import Image
+from typer.testing import CliRunner
+
+from destseg.dataset.layout import VOCLayout, load_mask
+from destseg.models.model_file import build_model, save_model
+from destseg.models.segmenter import Segmenter
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import predict
+
+CLASSES = ["background", "leaf", "stem", "flower"]
+
+
+def _setup(tmp_path):
+    torch.manual_seed(0)
+    config = {"backbone": "resnet18", "num_classes": len(CLASSES), "output_stride": 16}
+    save_model(tmp_path / "model.pt", build_model(Segmenter, config), config)
+    VOCLayout(tmp_path / "dataset").write_metadata(CLASSES, {})
+    new = tmp_path / "new"
+    new.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in [("a.jpg", (40, 30)), ("b.png", (24, 36)), ("c.webp", (33, 21))]:
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(new / name)
+    (new / "notes.txt").write_text("not an image")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["device"] = "cpu"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return new
+
+
+def _invoke(tmp_path, *inputs):
+    args = [*map(str, inputs), "--params", str(tmp_path / "params.yaml")]
+    args += ["--dataset", str(tmp_path / "dataset"), "--model", str(tmp_path / "model.pt")]
+    return CliRunner().invoke(predict.app, [*args, "--out", str(tmp_path / "out")])
+
+
+def test_every_image_format_gets_a_label_map_an_overlay_and_a_row_of_the_sheet(tmp_path):
+    new = _setup(tmp_path)
+    with pytest.warns(UserWarning, match="1 files are not images and are left out: .*notes.txt"):
+        result = _invoke(tmp_path, new)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    names = [p.name for p in listed(out)]
+    assert names == sorted(
+        ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png",
+         "contact_sheet.png"]
+    )  # fmt: skip
+    assert Image.open(out / "b.png").mode == "P" and Image.open(out / "c.png").size == (33, 21)
+    assert load_mask(out / "a.png").max() < len(CLASSES)
+    sheet = Image.open(out / "contact_sheet.png")
+    rows = [Image.open(out / f"{n}_overlay.png") for n in "abc"]
+    assert sheet.height == sum(r.height for r in rows)
+
+
+def test_the_overlay_leaves_the_background_and_tints_the_classes():
+    image = np.full((2, 2, 3), 100, np.uint8)
+    labels = np.array([[0, 1], [0, 2]], np.uint8)
+    shown = predict.overlay(image, labels)
+    assert (shown[labels == 0] == 100).all() and (shown[labels > 0] != 100).any()
+
+
+@pytest.mark.bad_input
+def test_an_image_that_does_not_decode_and_colliding_names_are_refused_by_name(tmp_path):
+    new = _setup(tmp_path)
+    data = (new / "a.jpg").read_bytes()
+    (new / "a.jpg").write_bytes(data[: len(data) // 2])  # truncated
+    result = _invoke(tmp_path, new / "a.jpg")
+    assert result.exit_code == 1 and "a.jpg: not a readable image" in result.output
+    (new / "a.jpg").write_bytes(data)
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (8, 8)).save(other / "a.png")
+    result = _invoke(tmp_path, new / "a.jpg", other / "a.png")
+    assert result.exit_code == 1 and "one output name (a.png) for two images" in result.output
+    assert not (tmp_path / "out").exists()
