@@ -85,3 +85,28 @@ def test_an_image_that_does_not_decode_and_colliding_names_are_refused_by_name(t
     result = _invoke(tmp_path, new / "a.jpg", other / "a.png")
     assert result.exit_code == 1 and "one output name (a.png) for two images" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_documented_loading_code_gives_predicts_label_map(tmp_path, monkeypatch):
+    """docs/datasets.md's plain-PyTorch lines, run as written, against scripts/predict.py at
+    one scale without flip."""
+    new = _setup(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["evaluate"] |= {"scales": [1.0], "flip": False}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _invoke(tmp_path, new / "a.jpg").exit_code == 0
+    text = (ROOT / "docs" / "datasets.md").read_text()
+    code = text.split("In\nyour own code")[1].split("```python\n")[1].split("```")[0]
+    (tmp_path / "data" / "train_seg").mkdir(parents=True)
+    (tmp_path / "model.pt").rename(tmp_path / "data" / "train_seg" / "model.pt")
+    (new / "a.jpg").rename(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(code, scope)
+    expected = load_mask(tmp_path / "out" / "a.png")
+    assert len(np.unique(expected)) > 1  # a map that a wrong input could get wrong
+    assert np.array_equal(scope["labels"].numpy(), expected)
+    # the check has teeth: inputs in [0, 1] without the normalisation give another map
+    unnormalised = code.replace("((image / 255 - mean) / std)", "(image / 255)")
+    exec(unnormalised, scope)
+    assert not np.array_equal(scope["labels"].numpy(), expected)
