@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -44,10 +45,20 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 def image_files(images: Path, id_list: Path | None) -> list[Path]:
-    """The JPEG files to predict: those named in ``id_list``, or every .jpg of ``images``."""
+    """The JPEG files to predict: those named in ``id_list``, or every .jpg of ``images`` (the
+    server's test set is JPEG; other files are named in one warning, never skipped silently:
+    scripts/predict.py segments images of any format)."""
     require(images, "test image folder")
     if id_list is None:
         paths = sorted(images.glob("*.jpg"))
+        others = sorted(p.name for p in images.iterdir() if p.is_file() and p.suffix != ".jpg")
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            warnings.warn(
+                f"{images}: {len(others)} files that are not .jpg are left out ({shown}); "
+                "scripts/predict.py takes any image format",
+                stacklevel=2,
+            )
         if not paths:
             raise StageError(f"{images}: no .jpg images")
         return paths

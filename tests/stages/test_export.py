@@ -96,3 +96,12 @@ def test_export_into_another_stages_folder_is_refused_before_predicting(tmp_path
     assert result.exit_code == 1
     assert f"inside {dataset}, the prepare stage's output" in result.output
     assert sorted(p.name for p in dataset.iterdir()) == [".destseg-output"]
+
+
+def test_export_names_the_files_it_leaves_out(tmp_path):
+    images = _setup(tmp_path)
+    Image.new("RGB", (8, 8)).save(images / "2008_000003.png")
+    with pytest.warns(UserWarning, match=r"1 files that are not \.jpg are left out \(2008_000003"):
+        result = _invoke(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert len(listed(tmp_path / "out" / SERVER_DIR)) == 2
