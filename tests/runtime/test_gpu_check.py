@@ -98,3 +98,12 @@ def test_the_check_refuses_in_one_line_where_it_cannot_run(tmp_path, args, expec
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
     assert (tmp_path / "file").read_text() == "notes" and not (tmp_path / "out").exists()
+
+
+def test_the_pipeline_check_trains_at_the_shipped_crops():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pipeline_repo import toy_training
+
+    overrides = gpu_check.shipped_crops(toy_training())
+    assert not [key for key in overrides if key.endswith("crop_size")]
+    assert overrides["cls.epochs"] == 1  # the rest of the toy sizes stay

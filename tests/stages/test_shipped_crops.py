@@ -13,8 +13,8 @@ from functools import partial
 
 import pytest
 import torch
-import yaml
 from test_configs import CONFIGS
+from torchvision import tv_tensors
 
 from destseg.dataset.sources.coco2014 import NUM_CATEGORIES
 from destseg.dataset.sources.voc2012 import CLASSES as VOC_CLASSES
@@ -25,7 +25,7 @@ from destseg.models.classifier_loss import LossTerms, classifier_loss
 from destseg.models.segmenter import Segmenter
 from stages.params.aff import AffParams
 from stages.params.cls import ClsParams
-from stages.params.dist import DistParams
+from stages.params.dist import read_dist
 from stages.params.reader import read_params
 from stages.params.recam import RecamParams
 from stages.params.seg import SegParams
@@ -34,19 +34,15 @@ from stages.train_cls import loss_terms
 from stages.train_seg import segmentation_loss
 
 
-def _batch(p, classes: int) -> dict:
-    """One per-process batch as the stage's transform crops it (the crop of one toy image,
-    repeated), on the meta device; per-image seeds stay on the CPU, where the LDM reads them."""
-    dist = DistParams(**yaml.safe_load(p["path"].read_text())["dist"])
-    size = p["train"].batch_size // (dist.nproc * p["train"].accumulate)
-    image = torch.zeros(3, 90, 120, dtype=torch.uint8)
-    mask = torch.zeros(90, 120, dtype=torch.int64)
-    from torchvision import tv_tensors
-
-    crop, crop_mask = train_transform(
-        p["train"].crop_size, p["train"].scale_range, p["train"].color_jitter
-    )(tv_tensors.Image(image), tv_tensors.Mask(mask))
-    assert crop.shape[-2:] == (p["train"].crop_size,) * 2
+def _batch(path, p, classes: int) -> dict:
+    """One per-process batch of configuration ``path`` as the stage's transform crops it at
+    ``p.crop_size`` (the crop of one toy image, repeated), on the meta device; per-image seeds
+    stay on the CPU, where the LDM reads them."""
+    size = p.batch_size // (read_dist(path).nproc * p.accumulate)
+    image = tv_tensors.Image(torch.zeros(3, 90, 120, dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.zeros(90, 120, dtype=torch.int64))
+    crop, crop_mask = train_transform(p.crop_size, p.scale_range, p.color_jitter)(image, mask)
+    assert crop.shape[-2:] == (p.crop_size,) * 2
     return {
         "image": crop.expand(size, -1, -1, -1).to("meta"),
         "mask": crop_mask.expand(size, -1, -1).to("meta"),
@@ -77,10 +73,10 @@ def test_the_classifier_trains_at_the_shipped_crop(config):
     path, classes = config
     p = read_params(path, "cls", ClsParams)
     network = {"backbone": p.backbone, "num_classes": classes - 1, "output_stride": p.output_stride}
-    batch = _batch({"path": path, "train": p}, classes - 1)
+    batch = _batch(path, p, classes - 1)
     _step(Classifier, network | p.variant(), partial(classifier_loss, terms=loss_terms(p)), batch)
-    if read_params(path, "recam", RecamParams).enabled:
-        recam = read_params(path, "recam", RecamParams)
+    recam = read_params(path, "recam", RecamParams)
+    if recam.enabled:
         terms = LossTerms(branches=tuple(branch_names(**p.variant())), recam=recam.loss_weight)
         _step(
             Classifier,
@@ -101,7 +97,7 @@ def test_affinitynet_trains_at_the_shipped_crop(config, monkeypatch):
         "feature_stride": p.feature_stride,
         "radius": p.radius,
     }
-    batch = _batch({"path": path, "train": p}, 1)
+    batch = _batch(path, p, 1)
     _step(AffinityNet, network, partial(pair_loss, radius=p.radius), batch)
 
 
@@ -109,7 +105,7 @@ def test_the_segmenter_trains_at_the_shipped_crop(config):
     path, classes = config
     p = read_params(path, "seg", SegParams)
     network = {"backbone": p.backbone, "num_classes": classes, "output_stride": p.output_stride}
-    _step(Segmenter, network, segmentation_loss, _batch({"path": path, "train": p}, classes))
+    _step(Segmenter, network, segmentation_loss, _batch(path, p, classes))
 
 
 def test_a_crop_the_network_cannot_take_fails_here():
@@ -117,7 +113,7 @@ def test_a_crop_the_network_cannot_take_fails_here():
     p = read_params(CONFIGS["voc2012"], "cls", ClsParams)
     p = p.model_copy(update={"crop_size": 4})
     network = {"backbone": p.backbone, "num_classes": 20, "output_stride": p.output_stride}
-    batch = _batch({"path": CONFIGS["voc2012"], "train": p}, 20)
+    batch = _batch(CONFIGS["voc2012"], p, 20)
     loss_fn = partial(classifier_loss, terms=loss_terms(p))
     with pytest.raises(ValueError, match="cannot be cut into 7\\^2 cells"):
         _step(Classifier, network | p.variant(), loss_fn, batch)
