@@ -63,6 +63,7 @@ def train_and_save(
     checkpoint: Path,
     live_dir: Path,
     validate: Validate | None = None,
+    validate_every: int = 1,
     initialize: Callable[[nn.Module], object] | None = None,
 ) -> None:
     """The training recipe shared by train_cls, train_aff and train_seg.
@@ -70,7 +71,8 @@ def train_and_save(
     Builds the network and its optimizer from ``p``, trains with resume from ``checkpoint``
     (valid only for the same params, seed, number of processes and ``inputs`` files), logs
     every epoch with DVCLive (``train/loss``, ``train/lr`` and what ``validate`` returns, under
-    ``val/``, each also as a curve under ``plots/metrics``) and writes the model file with its
+    ``val/``, after every ``validate_every``-th epoch and the last; each also as a curve under
+    ``plots/metrics``) and writes the model file with its
     config. The checkpoint is scratch, not a DVC output: a clone or a ``dvc exp run --temp``
     copy without it must not look out of date; it is deleted once the model file is written.
     Everything that can refuse the run is checked before the DVCLive logger opens, so a
@@ -132,6 +134,7 @@ def train_and_save(
                 checkpoint=checkpoint,
                 fingerprint=digest,
                 validate=validate,
+                validate_every=validate_every,
                 log=log_epoch,
                 world=world,
             )

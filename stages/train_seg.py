@@ -10,7 +10,10 @@ import typer
 
 from destseg.dataset.layout import IGNORE_INDEX, VOCLayout
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
+from destseg.evaluation.inference import validation_confusion
+from destseg.evaluation.metrics import segmentation_scores
 from destseg.models.segmenter import Segmenter
+from destseg.runtime.device import model_device
 from stages.cli import (
     CheckpointOption,
     DatasetOption,
@@ -50,7 +53,8 @@ def main(
     checkpoint: CheckpointOption = Path("data/checkpoints/train_seg.pt"),
     live_dir: LiveDirOption = Path("data/metrics/train_seg"),
 ) -> None:
-    """Train on splits.train with seg.labels masks (pseudo or gt), 255 ignored."""
+    """Train on splits.train with seg.labels masks (pseudo or gt), 255 ignored; every
+    seg.val_every epochs, the mIoU on seg.val_images images of splits.val."""
     check_outputs("train_seg", files=[out, checkpoint, live_dir / "metrics.json"])
     p = read_params(params, "seg", SegParams)
     run = read_run(params)
@@ -77,6 +81,28 @@ def main(
         mask_dir=mask_dir,
         with_labels=False,
     )
+    validate = None
+    if p.val_every:
+        val_set = VOCDataset(
+            layout,
+            layout.ids(splits.val)[: p.val_images],
+            mask_dir=layout.root / "SegmentationClass",
+            with_labels=False,
+        )
+        unmasked = [i for i in val_set.ids if not layout.mask_path(i).is_file()]
+        if unmasked:  # before the training, not after its first epochs
+            raise StageError(
+                f"{params}: seg.val_every validates on masks, and {len(unmasked)} of the "
+                f"{len(val_set)} images of splits.val ({splits.val!r}) it takes have none (first: "
+                f"{layout.mask_path(unmasked[0])}); set seg.val_every: 0 or choose a masked list"
+            )
+
+        def validate(model):
+            confusion = validation_confusion(
+                model, val_set, len(layout.classes), model_device(model)
+            )
+            return {"miou": segmentation_scores(confusion)["miou"]}
+
     config = {
         "backbone": p.backbone,
         "num_classes": len(layout.classes),
@@ -98,6 +124,8 @@ def main(
         out=out,
         checkpoint=checkpoint,
         live_dir=live_dir,
+        validate=validate,
+        validate_every=p.val_every,
     )
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from stages.params.train import TrainParams
 
 
 class SegParams(TrainParams):
     labels: Literal["pseudo", "gt"]
+    # the validation mIoU of the training curves: every val_every epochs and after the last (0:
+    # none), on the first val_images images of splits.val (None: all), one scale, no flip
+    val_every: Annotated[int, Field(ge=0)]
+    val_images: Annotated[int, Field(ge=1)] | None

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from destseg.dataset.torch_dataset import same_size_batches
-from destseg.evaluation.inference import classify
+from destseg.evaluation.inference import classify, validation_confusion
+from destseg.evaluation.metrics import confusion_matrix
 
 # Image sizes in dataset order: runs of equal sizes, one longer than the batch.
 SIZES = [(8, 8), (8, 8), (8, 8), (8, 12), (8, 12), (8, 8)]
@@ -55,3 +56,57 @@ def test_batched_scores_equal_image_by_image_scores():
     np.testing.assert_allclose(single, np.stack(direct), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(targets, np.stack([item["target"] for item in dataset]))
     np.testing.assert_array_equal(targets, single_targets)
+
+
+class ThresholdSegmenter(nn.Module):
+    """Class 1 where the first channel is positive, 2 where it is below -1, else 0; a batch
+    norm in training mode would make a batch's predictions depend on each other."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        x = self.norm(x)[:, :1]
+        return torch.cat([torch.zeros_like(x), x, -1 - x], 1)
+
+
+def test_validation_confusion_counts_each_pixel_of_the_whole_images_once():
+    dataset = _dataset()
+    generator = torch.Generator().manual_seed(1)
+    for item in dataset:
+        item["mask"] = torch.randint(0, 3, item["image"].shape[1:], generator=generator)
+        item["mask"][0, :3] = 255  # ignored
+    model = ThresholdSegmenter().train()
+    confusion = validation_confusion(model, dataset, 3, torch.device("cpu"), batch_size=4)
+    assert model.training  # restored
+    expected = np.zeros((3, 3), dtype=np.int64)
+    for item in dataset:  # by hand: the rule above on the raw image (eval-mode norm is identity)
+        first = item["image"][0]
+        pred = torch.where(first > 0, 1, torch.where(first < -1, 2, 0)).numpy()
+        expected += confusion_matrix(item["mask"].numpy(), pred, 3)
+    np.testing.assert_array_equal(confusion, expected)
+    assert confusion.sum() == sum(item["mask"].ne(255).sum().item() for item in dataset)
+
+
+def test_validation_scores_what_evaluate_scores_at_one_scale_without_flip(tiny_layout, tmp_path):
+    from destseg.dataset.torch_dataset import VOCDataset
+    from destseg.evaluation.inference import evaluate_segmenter
+    from destseg.models.model_file import build_model
+    from destseg.models.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    num_classes = len(tiny_layout.classes)
+    config = {"backbone": "resnet10", "num_classes": num_classes, "output_stride": 16}
+    model = build_model(Segmenter, config).eval()
+    ids = tiny_layout.ids("val")
+    masks = tiny_layout.root / "SegmentationClass"
+    dataset = VOCDataset(tiny_layout, ids, mask_dir=masks, with_labels=False)
+    cpu = torch.device("cpu")
+    # one image at a time as evaluate predicts (that batching changes nothing is tested above)
+    validated = validation_confusion(model, dataset, num_classes, cpu, batch_size=1)
+    evaluated = evaluate_segmenter(
+        model, tiny_layout, ids, scales=[1.0], flip=False, device=cpu, out_dir=tmp_path
+    )
+    assert evaluated.sum() > 0
+    np.testing.assert_array_equal(validated, evaluated)

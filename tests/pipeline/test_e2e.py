@@ -139,7 +139,11 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     assert 0 <= refine["ignored_fraction"] <= 1
     for key in ("pixel_accuracy", "mean_class_accuracy", "all_background_miou"):
         assert 0 <= evaluate[key] <= 1
-    assert _json(metrics / "train_seg" / "metrics.json")["train"]["loss"] > 0
+    train_seg = _json(metrics / "train_seg" / "metrics.json")
+    assert train_seg["train"]["loss"] > 0 and 0 <= train_seg["val"]["miou"] <= 1
+    # seg.val_every 2 of 8 epochs: after the 2nd, 4th, 6th and 8th (the curve of the plots page)
+    curve = pd.read_csv(metrics / "train_seg" / "plots" / "metrics" / "val" / "miou.tsv", sep="\t")
+    assert list(curve["step"]) == [1, 3, 5, 7] and curve["miou"].between(0, 1).all()
     # every stage beats predicting background everywhere on the same pixels, clearly
     assert cam["miou"] > cam["all_background_miou"] + 0.05
     assert refine["miou"] > cam["all_background_miou"] + 0.05  # the same split (score_cams)

@@ -111,8 +111,10 @@ def test_the_coco_configuration_runs_recams_coco_recipe():
         0.1, 10, 1e-4, 1e-4,
     )  # fmt: skip
     assert (config["propagate"]["beta"], config["propagate"]["exp_times"]) == (10, 8)
-    for section in ("refine", "seg", "evaluate"):
+    for section in ("refine", "evaluate"):
         assert config[section] == voc[section], section
+    # the segmenter's recipe too; its validation takes as many of val2014's images as VOC's has
+    assert config["seg"] == {**voc["seg"], "val_images": 1449}
     assert config["gallery"]["ids"] == []
 
 

@@ -120,6 +120,20 @@ def test_several_processes_need_the_stage_run_as_its_command(tmp_path, tiny_layo
     assert "dist.nproc: 2 processes run the stage as a command" in _one_error_line(result)
 
 
+def test_validating_on_a_list_without_masks_is_refused_before_training(tmp_path, tiny_layout):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_layout.root, dataset)
+    unmasked = VOCLayout(dataset).ids("val")[1]
+    (dataset / "SegmentationClass" / f"{unmasked}.png").unlink()
+    params = write_params(tmp_path, **{"seg.labels": "gt", "seg.val_images": 2})
+    out = tmp_path / "model.pt"
+    result = _invoke("train_seg", params, "--dataset", str(dataset), "--out", str(out))
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "seg.val_every validates on masks, and 1 of the 2 images of splits.val" in line
+    assert f"{unmasked}.png" in line and not out.exists()
+
+
 def test_more_processes_than_gpus_are_refused_before_they_start(monkeypatch):
     from stages.cli import StageError
     from stages.torchrun import run_in_workers

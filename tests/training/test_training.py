@@ -21,7 +21,15 @@ CPU = Precision(torch.device("cpu"))
 
 
 def _train(
-    layout, epochs, checkpoint, fingerprint="same", log=None, precision=CPU, loss=_loss, images=None
+    layout,
+    epochs,
+    checkpoint,
+    fingerprint="same",
+    log=None,
+    precision=CPU,
+    loss=_loss,
+    images=None,
+    validate_every=1,
 ):
     torch.manual_seed(0)
     config = {"backbone": "resnet18", "num_classes": 3, "output_stride": 16}
@@ -39,9 +47,23 @@ def _train(
         checkpoint=checkpoint,
         fingerprint=fingerprint,
         validate=lambda m: {"score": 0.5},
+        validate_every=validate_every,
         log=log,
     )
     return model, start
+
+
+def test_validation_runs_every_few_epochs_and_after_the_last(tiny_layout, tmp_path):
+    logged = []
+    _train(
+        tiny_layout,
+        5,
+        tmp_path / "c.pt",
+        log=lambda e, s, t: logged.append((e, "val/score" in s)),
+        images=4,
+        validate_every=2,
+    )
+    assert logged == [(0, False), (1, True), (2, False), (3, True), (4, True)]
 
 
 def test_terms_a_loss_reports_are_logged_per_epoch_and_leave_training_unchanged(

@@ -79,6 +79,33 @@ def export_predictions(
         save_mask(out_dir / f"{path.stem}.png", predict(model, path, scales, flip, device))
 
 
+@torch.no_grad()
+def validation_confusion(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    device: torch.device,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """The confusion matrix (``num_classes`` with the background) of ``model``'s single-scale
+    predictions on a dataset of whole images with their masks (items with ``image`` and
+    ``mask``; ``batch_size`` images of one size at a time), against those masks.
+
+    The cheap check a training runs every few epochs, as torchvision's segmentation reference
+    and mmsegmentation validate: one scale and no flip, nothing written; the evaluate stage's
+    multi-scale, flipped prediction of the whole split is the number to report.
+    """
+    was_training = model.training
+    model.eval()
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for batch in same_size_batches(dataset, batch_size):
+        batch = to_device(batch, device)
+        pred = model(batch["image"]).argmax(1).cpu().numpy()
+        confusion += confusion_matrix(batch["mask"].cpu().numpy(), pred, num_classes)
+    model.train(was_training)
+    return confusion
+
+
 def evaluate_segmenter(
     model: nn.Module,
     layout: VOCLayout,

@@ -146,15 +146,17 @@ def fit(
     checkpoint: Path,
     fingerprint: str,
     validate: Validate | None = None,
+    validate_every: int = 1,
     log: EpochLog | None = None,
     world: World | None = None,
 ) -> int:
     """Train ``model`` in place; return the epoch it started from (0 unless it resumed).
 
     The learning rate decays polynomially per iteration (``PolynomialLR``). After every epoch
-    the scores ``train/loss``, ``train/lr`` and ``val/<name>`` (from ``validate``) go to
-    ``log(epoch, scores, seconds)`` (the epoch's wall time, training, validation and
-    checkpoint together) and into the checkpoint's history. ``checkpoint`` is resumed only if
+    the scores ``train/loss``, ``train/lr`` and ``val/<name>`` (from ``validate``, after every
+    ``validate_every``-th epoch and the last) go to ``log(epoch, scores, seconds)`` (the
+    epoch's wall time, training, validation and checkpoint together) and into the
+    checkpoint's history. ``checkpoint`` is resumed only if
     it was written with the same ``fingerprint``; a resumed run first replays the history to
     ``log`` (``seconds`` None), so the log is whole whatever the interruptions.
 
@@ -195,7 +197,9 @@ def fit(
         scores = {"train/loss": means.pop("loss"), "train/lr": scheduler.get_last_lr()[0]}
         scores |= {f"train/{name}": value for name, value in means.items()}
         if world.main:
-            if validate is not None:
+            if validate is not None and (
+                (epoch + 1) % validate_every == 0 or epoch + 1 == schedule.epochs
+            ):
                 with precision.autocast():
                     scores |= {f"val/{name}": value for name, value in validate(model).items()}
             save_checkpoint(checkpoint, fingerprint, [*history, scores], run.parts())
