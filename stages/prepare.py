@@ -32,7 +32,8 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
     if data.source == "folder":
         if not data.folder.root:
             raise StageError("params: data.folder.root: set it to the dataset folder")
-        return import_folder(Path(data.folder.root), data.folder.classes, out)
+        tags = Path(data.folder.tags) if data.folder.tags else None
+        return import_folder(Path(data.folder.root), data.folder.classes, out, tags=tags)
     if data.source == "coco2014":
         from destseg.dataset.sources import coco2014  # pycocotools loads only for this source
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from destseg.dataset.layout import VOCLayout
+from destseg.dataset.splits import check_lists
 from destseg.dataset.torch_dataset import VOCDataset, train_transform
 from destseg.evaluation.inference import classify
 from destseg.evaluation.metrics import multilabel_scores
@@ -75,6 +76,9 @@ def main(
     splits = read_splits(params)
     dist = read_dist(params)
     layout = VOCLayout(require(dataset, "dataset (run the prepare stage)"))
+    # the lists of the later stages too: a wrong one fails here in seconds, not after training
+    # (they are checked, not read: their names cannot change the model, nor rerun this stage)
+    check_lists(layout, splits.train, splits.val, splits.score_cams, splits.tune)
     train_ids = layout.ids(splits.train)
     train_set = VOCDataset(
         layout, train_ids, train_transform(p.crop_size, p.scale_range, p.color_jitter)

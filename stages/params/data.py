@@ -79,6 +79,8 @@ class FolderParams(Section):
 
     root: str
     classes: list[str]
+    # a CSV (image,tags) or JSON file of image-level tags; "": labels from XML and masks only
+    tags: str = ""
 
 
 class DataParams(Section):

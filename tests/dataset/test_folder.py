@@ -12,7 +12,13 @@ from typer.testing import CliRunner
 
 from destseg.dataset.ids import DuplicateIdWarning
 from destseg.dataset.layout import VOCLayout, load_mask, save_mask
-from destseg.dataset.sources.folder import DatasetError, import_folder, labels_from_xml, scan
+from destseg.dataset.sources.folder import (
+    DatasetError,
+    import_folder,
+    labels_from_xml,
+    read_tags,
+    scan,
+)
 from stages.prepare import app
 
 CLASSES = ["background", "cat", "dog"]
@@ -74,6 +80,72 @@ def test_labels_from_xml(tmp_path):
     assert labels_from_xml(path, CLASSES) == [1, 2]
 
 
+def _untagged_folder(root):
+    """The four images with neither mask nor XML for im2 and im3: labels only from tags."""
+    root = _folder(root)
+    for i in (2, 3):
+        (root / "Annotations" / f"im{i}.xml").unlink()
+    return root
+
+
+def test_tags_label_images_without_xml_or_mask_and_win_over_both(tmp_path):
+    root = _untagged_folder(tmp_path / "src")
+    tags = tmp_path / "tags.csv"
+    # a spreadsheet's export: byte-order mark, CRLF, .jpg names, a quoted field, an extra column
+    tags.write_bytes(
+        "\ufeffimage,tags,note\r\nim2.jpg,dog cat,x\r\nim3,,\r\n"
+        'im1,"cat",\r\nunlisted,dog,\r\n'.encode()
+    )
+    out = VOCLayout(tmp_path / "out")
+    assert import_folder(root, CLASSES, out, tags=tags) == {"train": 3, "val": 1}
+    # im1's tags win over its XML (dog) and mask (cat): the tags are what the user says
+    assert out.labels == {"im0": [2], "im1": [1], "im2": [1, 2], "im3": []}
+    as_json = tmp_path / "tags.json"
+    as_json.write_text('{"im2": ["dog", "cat"], "im3": [], "im1": ["cat"]}')
+    again = VOCLayout(tmp_path / "again")
+    import_folder(root, CLASSES, again, tags=as_json)
+    assert again.labels == out.labels
+
+
+def test_without_tags_an_image_with_neither_xml_nor_mask_names_the_setting(tmp_path):
+    root = _untagged_folder(tmp_path / "src")
+    with pytest.raises(DatasetError, match=r"im2.png: no mask, no im2.xml and no tags \(data"):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("t.csv", "image,tags\nim2,dog\nim3,horse\n", r"t.csv, line 3: unknown class names "
+         r"\['horse'\]; known: \['cat', 'dog'\]"),
+        ("t.csv", "image,tags\nim2,dog\nim2.jpg,cat\n", r"t.csv, line 3: image 'im2' is "
+         "tagged a second time"),
+        ("t.csv", "file,labels\nim2,dog\n", r"t.csv: expected a header line with the columns"),
+        ("t.csv", "image,tags\n../x,dog\n", r"t.csv, line 2: image id '../x' is not a plain"),
+        ("t.json", '{"im2": "dog"}', r"t.json: expected an object of image ids to lists"),
+        ("t.json", '{"im2": ["dog"', r"t.json: not valid JSON"),
+        ("t.json", '{"im2": ["dingo"]}', r"t.json, image 'im2': unknown class names"),
+        ("t.txt", "im2 dog\n", r"t.txt: a tags file is .csv \(image,tags\) or .json"),
+        ("t.csv", b"image,tags\n\xff\xfe,dog\n", r"t.csv: not a readable text file"),
+    ],
+)
+def test_a_bad_tags_file_is_refused_naming_the_file_and_line(tmp_path, name, content, expected):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(DatasetError, match=expected):
+        read_tags(path, CLASSES)
+
+
+@pytest.mark.bad_input
+def test_a_missing_tags_file_names_the_param(tmp_path):
+    with pytest.raises(DatasetError, match=r"tags.csv: tags file not found \(data.folder.tags\)"):
+        read_tags(tmp_path / "tags.csv", CLASSES)
+
+
 def _break_missing_image(root):
     (root / "JPEGImages" / "im2.jpg").unlink()
     return "JPEGImages/im2.jpg: image not found"
@@ -112,7 +184,7 @@ def _break_mask_size(root):
 def _break_no_labels(root):
     (root / "ImageSets/Segmentation/val.txt").write_text("im0\nextra\n")
     Image.new("RGB", (8, 6)).save(root / "JPEGImages" / "extra.jpg")
-    return "SegmentationClass/extra.png: no mask and no extra.xml"
+    return "SegmentationClass/extra.png: no mask, no extra.xml and no tags"
 
 
 def _break_unknown_class(root):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from destseg.dataset.layout import VOCLayout
-from destseg.dataset.splits import SplitError, cam_ids, tuning_ids
+from destseg.dataset.splits import SplitError, cam_ids, check_lists, tuning_ids
 
 
 @pytest.fixture
@@ -51,3 +51,36 @@ def test_the_smallest_side_comes_from_the_image_headers(layout):
         Image.new("RGB", size).save(layout.image_path(image_id))
     assert layout.smallest_side(["a", "b"]) == 20
     assert layout.smallest_side(["a"]) == 30
+
+
+def _mask(layout, *ids):
+    layout.mask_path("x").parent.mkdir(exist_ok=True)
+    for image_id in ids:
+        layout.mask_path(image_id).write_bytes(b"")  # only their presence is checked
+
+
+def test_lists_that_keep_the_rules_and_have_masks_pass(layout):
+    _mask(layout, "a", "b", "c", "e")
+    check_lists(layout, "train", "val", "scored", "tuning")
+    check_lists(layout, "train", "val", "scored", None)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("lists", "masked", "expected"),
+    [
+        (("train", "val", "report", "tuning"), "abce", r"splits.score_cams: .*report.txt: image "
+         r"list 'report' not found \(the dataset has scored, train, tuning, val\)"),
+        (("train", "val", "scored", "tune"), "abce", r"splits.tune: .* list 'tune' not found"),
+        (("train", "val", "train", None), "abce", r"splits.score_cams: 1 of the 4 images of list "
+         r"'train' have no mask \(first: .*d.png\).*name a list of images with masks"),
+        (("train", "val", "scored", "tuning"), "abc", r"splits.val: 1 of the 1 images"),
+        (("train", "val", "scored", "tuning"), "abe", r"splits.tune: 1 of the 1 images"),
+        (("train", "val", "val", None), "abcde", r"splits.score_cams: 1 images .* not in splits"),
+        (("train", "val", "scored", "scored"), "abcde", r"splits.tune: .* oracle"),
+    ],
+)
+def test_every_list_is_checked_at_once_naming_the_param(layout, lists, masked, expected):
+    _mask(layout, *masked)
+    with pytest.raises(SplitError, match=expected):
+        check_lists(layout, *lists)

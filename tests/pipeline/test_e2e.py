@@ -58,7 +58,8 @@ FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
 
 
 def _user_folder(root):
-    """The tiny data as a user brings it: VOC layout, own class names, XML annotations instead
+    """The tiny data as a user brings it: VOC layout, own class names, XML annotations or a
+    tags file (``tags.csv`` beside the folder; without it prepare refuses those images) instead
     of masks for some train images, and two lists of train images that have masks: one to
     choose the thresholds on (``tuning``), one to score (``scored``)."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
@@ -67,11 +68,14 @@ def _user_folder(root):
     train = layout.ids("train")
     unmasked = train[:4]
     (root / "Annotations").mkdir()
-    for image_id in unmasked:
+    for image_id in unmasked[:2]:
         names = "".join(
             f"<object><name>{FOLDER_CLASSES[c]}</name></object>" for c in layout.labels[image_id]
         )
         (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
+    tags = [f"{i},{' '.join(FOLDER_CLASSES[c] for c in layout.labels[i])}" for i in unmasked[2:]]
+    (root.parent / "tags.csv").write_text("\n".join(["image,tags", *tags]) + "\n")
+    for image_id in unmasked:
         layout.mask_path(image_id).unlink()
     for name in ("tune.txt", "report.txt"):  # the synthetic source's own lists
         (root / "ImageSets" / "Segmentation" / name).unlink()
@@ -88,6 +92,7 @@ def _reproduce_on_a_users_folder(folder):
         "data.source": "folder",
         "data.folder.root": str(user),
         "data.folder.classes": FOLDER_CLASSES,
+        "data.folder.tags": str(user.parent / "tags.csv"),
         "splits.score_cams": "scored",
         "splits.tune": "tuning",
     }

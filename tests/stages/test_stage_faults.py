@@ -120,6 +120,16 @@ def test_several_processes_need_the_stage_run_as_its_command(tmp_path, tiny_layo
     assert "dist.nproc: 2 processes run the stage as a command" in _one_error_line(result)
 
 
+def test_the_classifier_checks_the_later_stages_lists_before_it_trains(tmp_path, tiny_layout):
+    params = write_params(tmp_path, **{"splits.score_cams": "scored"})
+    out = tmp_path / "model.pt"
+    result = _invoke("train_cls", params, "--dataset", str(tiny_layout.root), "--out", str(out))
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "splits.score_cams: " in line and "image list 'scored' not found" in line
+    assert not out.exists() and "epoch" not in result.output
+
+
 def test_validating_on_a_list_without_masks_is_refused_before_training(tmp_path, tiny_layout):
     dataset = tmp_path / "dataset"
     shutil.copytree(tiny_layout.root, dataset)

@@ -61,3 +61,34 @@ def _inside_train(
             f"splits.{key}: {len(outside)} images of {layout.split_path(name)} are not in "
             f"splits.train ({train}), e.g. {outside[0]}"
         )
+
+
+def check_lists(
+    layout: VOCLayout, train: str, val: str, score_cams: str, tune: str | None
+) -> None:
+    """Every rule between the lists, checked at once, before the first training: that each
+    named list exists, that ``score_cams`` and ``tune`` lie inside ``train`` without meeting,
+    and that the images scored or tuned on (``val``, ``score_cams``, ``tune``) have masks.
+    The stages that read a list check it again; this only makes them fail in seconds instead
+    of after the classifier's hours."""
+    for key, name in (("train", train), ("val", val), ("score_cams", score_cams), ("tune", tune)):
+        if name is not None:
+            try:
+                ids = layout.ids(name)
+            except (FileNotFoundError, ValueError) as err:
+                raise SplitError(f"splits.{key}: {err}") from None
+            if key != "train":
+                _masked(key, layout, name, ids)
+    cam_ids(layout, train, score_cams)
+    tuning_ids(layout, train, score_cams, tune, None)
+
+
+def _masked(key: str, layout: VOCLayout, name: str, ids: list[str]) -> None:
+    """Refuse list ``name`` (param ``splits.<key>``) unless every image of it has a mask."""
+    unmasked = [i for i in ids if not layout.mask_path(i).is_file()]
+    if unmasked:
+        raise SplitError(
+            f"splits.{key}: {len(unmasked)} of the {len(ids)} images of list {name!r} have no "
+            f"mask (first: {layout.mask_path(unmasked[0])}), and its images are scored or tuned "
+            "on against masks; name a list of images with masks"
+        )

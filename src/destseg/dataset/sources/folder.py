@@ -4,17 +4,22 @@
     <root>/ImageSets/Segmentation/<list>.txt   one id per line; every list is copied
     <root>/SegmentationClass/<id>.png          optional per image: palette or greyscale masks
     <root>/Annotations/<id>.xml                optional per image: VOC XML objects
+    a tags file anywhere (CSV or JSON)         optional: image-level tags of any images
 
-Image-level labels come from the XML annotation where there is one, else from the mask, as the
-VOC tools do; an image with neither cannot be used. Every problem is found before anything is
-written and named with its file, so a broken dataset fails in seconds, not in the middle of
-training: ids are checked as file names (no ``../``), and every image and mask is decoded
-completely (a truncated JPEG opens fine and fails only when its pixels are read), in worker
-processes because that is most of the time on VOC.
+Image-level labels come from the tags file where it names the image, else from the XML
+annotation, else from the mask, as the VOC tools do; an image with none of them cannot be
+used. Every problem is found before anything is written and named with its file, so a broken
+dataset fails in seconds, not in the middle of training: ids are checked as file names (no
+``../``), and every image and mask is decoded completely (a truncated JPEG opens fine and
+fails only when its pixels are read), in worker processes because that is most of the time
+on VOC.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from destseg.dataset.ids import IdError, read_id_list
+from destseg.dataset.ids import IdError, check_id, read_id_list
 from destseg.dataset.layout import (
     DECODE_ERRORS,
     IGNORE_INDEX,
@@ -36,6 +41,8 @@ from destseg.dataset.layout import (
 from destseg.runtime.workers import parallel_map
 
 IMAGE_MODES = ("RGB", "L")
+# A tags file is read whole: 64 MB holds COCO's 123k images with their tags ten times over.
+MAX_TAGS_BYTES = 64 * 2**20
 
 
 class DatasetError(ValueError):
@@ -62,6 +69,64 @@ def labels_from_xml(path: Path, classes: list[str]) -> list[int]:
     if unknown:
         raise DatasetError(f"{path}: unknown class names {unknown}; known: {classes[1:]}")
     return sorted({index[n] for n in names if index[n] != 0})
+
+
+def read_tags(path: Path, classes: list[str]) -> dict[str, list[int]]:
+    """The image-level labels of a tags file, by image id: a CSV with the columns ``image`` and
+    ``tags`` (class names separated by spaces; empty: no object), or a JSON object mapping ids
+    to lists of class names (for names with spaces). ``image`` is an id or its ``.jpg`` file
+    name. Every id and name is checked, and a repeated id refused, naming the file and line."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: tags file not found (data.folder.tags)")
+    if path.stat().st_size > MAX_TAGS_BYTES:
+        raise DatasetError(f"{path}: a tags file of more than {MAX_TAGS_BYTES // 2**20} MB")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as err:
+        raise DatasetError(f"{path}: not a readable text file ({err})") from None
+    if path.suffix.lower() == ".json":
+        rows = _json_tags(path, text)
+    elif path.suffix.lower() == ".csv":
+        rows = _csv_tags(path, text)
+    else:
+        raise DatasetError(f"{path}: a tags file is .csv (image,tags) or .json ({{id: [names]}})")
+    index = {name: i for i, name in enumerate(classes)}
+    tags: dict[str, list[int]] = {}
+    for where, image, names in rows:
+        image_id = image[:-4] if image.lower().endswith(".jpg") else image
+        try:
+            check_id(image_id, f"{where}: image id")
+        except IdError as err:
+            raise DatasetError(str(err)) from None
+        if image_id in tags:
+            raise DatasetError(f"{where}: image {image_id!r} is tagged a second time")
+        unknown = sorted({n for n in names if n not in index})
+        if unknown:
+            raise DatasetError(f"{where}: unknown class names {unknown}; known: {classes[1:]}")
+        tags[image_id] = sorted({index[n] for n in names if index[n] != 0})
+    return tags
+
+
+def _csv_tags(path: Path, text: str) -> list[tuple[str, str, list[str]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or not {"image", "tags"} <= set(reader.fieldnames):
+        raise DatasetError(f"{path}: expected a header line with the columns image,tags")
+    return [
+        (f"{path}, line {reader.line_num}", row["image"] or "", (row["tags"] or "").split())
+        for row in reader
+    ]
+
+
+def _json_tags(path: Path, text: str) -> list[tuple[str, str, list[str]]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in data.values()
+    ):
+        raise DatasetError(f"{path}: expected an object of image ids to lists of class names")
+    return [(f"{path}, image {image!r}", image, names) for image, names in data.items()]
 
 
 def read_lists(root: Path) -> dict[str, list[str]]:
@@ -117,24 +182,34 @@ def check_mask(path: Path, size: tuple[int, int], num_classes: int) -> np.ndarra
     return mask
 
 
-def image_labels(image_id: str, root: Path, classes: list[str]) -> list[int]:
-    """Check one image (and its mask and XML, where present); return its image-level labels."""
+def image_labels(
+    image: tuple[str, list[int] | None], root: Path, classes: list[str]
+) -> list[int]:
+    """Check one image (and its mask and XML, where present); return its image-level labels:
+    its tags where it has any (``image`` is the id and its tags, or None), else its XML's,
+    else its mask's."""
+    image_id, tags = image
     layout = VOCLayout(root)
     size = check_image(inside(root, layout.image_path(image_id)))
     mask_path, xml_path = layout.mask_path(image_id), root / "Annotations" / f"{image_id}.xml"
     inside(root, mask_path), inside(root, xml_path)
     mask = check_mask(mask_path, size, len(classes)) if mask_path.is_file() else None
+    if tags is not None:
+        return tags
     if xml_path.is_file():
         return labels_from_xml(xml_path, classes)
     if mask is not None:
         return labels_from_mask(mask)
-    raise DatasetError(f"{mask_path}: no mask and no {xml_path.name}: no labels for it")
+    raise DatasetError(
+        f"{mask_path}: no mask, no {xml_path.name} and no tags (data.folder.tags): no labels for it"
+    )
 
 
 def scan(
-    root: Path, classes: list[str], workers: int | None = None
+    root: Path, classes: list[str], workers: int | None = None, tags: Path | None = None
 ) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
-    """Validate ``root``; return its lists and the image-level labels of every listed image.
+    """Validate ``root`` (and the ``tags`` file); return its lists and the image-level labels
+    of every listed image. Tags of images no list names are checked and left out.
 
     The images are checked in ``workers`` processes (default: one per CPU); whatever their
     number, the first bad image in id order is the one reported.
@@ -150,11 +225,13 @@ def scan(
         )
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    tagged = {} if tags is None else read_tags(tags, classes)
     lists = read_lists(root)
     ids = sorted({i for ids in lists.values() for i in ids})
     job = partial(image_labels, root=root, classes=classes)
     workers = workers or os.cpu_count() or 1
-    checked = parallel_map(job, ids, workers, "checking images", ordered=True)
+    images = [(i, tagged.get(i)) for i in ids]
+    checked = parallel_map(job, images, workers, "checking images", ordered=True)
     labels = dict(zip(ids, checked, strict=True))
     for name, listed in lists.items():
         if not any(labels[i] for i in listed):
@@ -173,6 +250,7 @@ def import_folder(
     out: VOCLayout,
     move: bool = False,
     labels: dict[str, list[int]] | None = None,
+    tags: Path | None = None,
 ) -> dict[str, int]:
     """Validate ``root`` and write it into ``out``; return the size of every list.
 
@@ -180,9 +258,10 @@ def import_folder(
     has cached; ``move`` is for a scratch folder built by a download (no second copy of VOC).
     ``labels``: image-level labels a source knows better than its masks tell (COCO's
     annotations, which name an instance even where smaller ones cover all its pixels).
+    ``tags``: the user's tags file (:func:`read_tags`).
     """
     place = shutil.move if move else shutil.copyfile
-    lists, found = scan(root, classes)
+    lists, found = scan(root, classes, tags=tags)
     labels = found if labels is None else {image_id: labels[image_id] for image_id in found}
     source = VOCLayout(root)
     for sub in ("JPEGImages", "SegmentationClass"):
