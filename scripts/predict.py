@@ -13,9 +13,10 @@ skipped silently, and an image that does not decode stops the run naming it. ``-
 - ``<name>_overlay.png``: the image, the prediction over it, and a legend of the class names;
 - ``contact_sheet.png``: every overlay's prediction beside its image, one row per image.
 
-The class names come from the dataset the segmenter was trained on (``--dataset``, the
-``classes.json`` that ``prepare`` writes). Two inputs with one file name (``a/x.jpg``,
-``b/x.png``) are refused: their outputs would overwrite each other.
+The class names are those the model file carries (the pipeline's trainings store their
+dataset's), else those of ``--dataset`` (the ``classes.json`` that ``prepare`` writes). Two
+inputs with one file name (``a/x.jpg``, ``b/x.png``) are refused: their outputs would
+overwrite each other.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from destseg.dataset.layout import DECODE_ERRORS, VOCLayout, load_image, save_mask
 from destseg.evaluation.inference import predict
 from destseg.figures.gallery import figure, legend_for, mask_colours
-from destseg.models.model_file import load_model
+from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
@@ -112,7 +113,9 @@ def main(
     check_outputs("predict", folders=[out])
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
-    classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
+    classes = stored_classes(require(model_path, "segmenter model file (run train_seg)"))
+    if classes is None:  # a model file written before they were stored
+        classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
     paths = image_files(inputs)
     device = resolve_device(run.device)
     model, _ = load_model(model_path, Segmenter, device, len(classes))

@@ -72,8 +72,8 @@ def train_and_save(
     (valid only for the same params, seed, number of processes and ``inputs`` files), logs
     every epoch with DVCLive (``train/loss``, ``train/lr`` and what ``validate`` returns, under
     ``val/``, after every ``validate_every``-th epoch and the last; each also as a curve under
-    ``plots/metrics``) and writes the model file with its
-    config. The checkpoint is scratch, not a DVC output: a clone or a ``dvc exp run --temp``
+    ``plots/metrics``) and writes the model file with its config and the dataset's class
+    names. The checkpoint is scratch, not a DVC output: a clone or a ``dvc exp run --temp``
     copy without it must not look out of date; it is deleted once the model file is written.
     Everything that can refuse the run is checked before the DVCLive logger opens, so a
     refused run leaves the metrics of the last good one in place.
@@ -139,7 +139,7 @@ def train_and_save(
                 world=world,
             )
         if world.main:
-            save_model(out, model, config)
+            save_model(out, model, config, train_set.layout.classes)
             checkpoint.unlink(missing_ok=True)  # it only serves to resume an interrupted run
             plots = live_dir / "plots" / "metrics"
             if plots.is_dir():  # DVCLive's curves: this stage's to replace next time

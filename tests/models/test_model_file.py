@@ -25,3 +25,32 @@ def test_weights_with_nan_are_refused(tmp_path):
     save_model(tmp_path / "nan.pt", model, CONFIG)
     with pytest.raises(ValueError, match=r"nan.pt: the weights hold NaN"):
         load_model(tmp_path / "nan.pt", Classifier, torch.device("cpu"))
+
+
+def test_class_names_travel_with_the_model_file(tmp_path):
+    from destseg.models.model_file import stored_classes
+
+    names = ["background", "cat", "dog", "cow"]
+    model = build_model(Classifier, CONFIG)  # three foreground classes
+    save_model(tmp_path / "named.pt", model, CONFIG, names)
+    assert stored_classes(tmp_path / "named.pt") == names
+    load_model(tmp_path / "named.pt", Classifier, torch.device("cpu"))  # loads as before
+    save_model(tmp_path / "bare.pt", model, CONFIG)
+    assert stored_classes(tmp_path / "bare.pt") is None
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["background", "cat"], "2 class names for a network of 4 classes"),
+        (["background", "cat", "dog", 4], "its class names are not a list of names"),
+    ],
+)
+def test_class_names_that_do_not_fit_the_network_are_refused(tmp_path, names, expected):
+    from destseg.models.model_file import stored_classes
+
+    state = {"kind": "classifier", "config": CONFIG, "state_dict": {}, "classes": names}
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=expected):
+        stored_classes(tmp_path / "odd.pt")

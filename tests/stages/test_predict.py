@@ -64,6 +64,25 @@ def test_every_image_format_gets_a_label_map_an_overlay_and_a_row_of_the_sheet(t
     assert sheet.height == sum(r.height for r in rows)
 
 
+def test_the_class_names_a_model_file_carries_need_no_dataset(tmp_path, monkeypatch):
+    new = _setup(tmp_path)
+    names = ["background", "ash", "birch", "cedar"]  # not the dataset's: these must win
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    model = build_model(Segmenter, state["config"])
+    model.load_state_dict(state["state_dict"])
+    save_model(tmp_path / "model.pt", model, state["config"], names)
+    (tmp_path / "dataset" / "classes.json").unlink()
+    legend_for, named = predict.legend_for, []
+    monkeypatch.setattr(
+        predict, "legend_for", lambda labels, classes: named.append(classes) or legend_for(
+            labels, classes
+        )
+    )
+    result = _invoke(tmp_path, new / "a.jpg")
+    assert result.exit_code == 0, result.output
+    assert named == [names] and (tmp_path / "out" / "a_overlay.png").is_file()
+
+
 def test_the_overlay_leaves_the_background_and_tints_the_classes():
     image = np.full((2, 2, 3), 100, np.uint8)
     labels = np.array([[0, 1], [0, 2]], np.uint8)

@@ -1,11 +1,12 @@
 """Model files that carry their own architecture, so later stages rebuild the exact network.
 
 A model file holds ``kind`` (the network class's ``KIND``: classifier, segmenter or affinity),
-the ``config`` the network was built with, and the weights. Loading rebuilds the network from
-the stored config, never from the current params, once that config has passed the schema of
-its kind (:mod:`destseg.models.configs`), and a file of the wrong kind or with mismatched
-weights is a clear error. Callers name the network class they expect, so a stage
-imports (and depends on) only the network it runs.
+the ``config`` the network was built with, the weights, and the dataset's ``classes`` (names,
+background first), so that a model's predictions can be named without its dataset. Loading
+rebuilds the network from the stored config, never from the current params, once that config
+has passed the schema of its kind (:mod:`destseg.models.configs`), and a file of the wrong
+kind or with mismatched weights is a clear error. Callers name the network class they expect,
+so a stage imports (and depends on) only the network it runs.
 """
 
 from __future__ import annotations
@@ -28,10 +29,36 @@ def build_model(network: Network, config: dict[str, Any], pretrained: bool = Fal
     return network(**config, pretrained=pretrained)
 
 
-def save_model(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
-    """Write ``model``'s weights with its kind and the ``config`` it was built from."""
+def save_model(
+    path: Path, model: nn.Module, config: dict[str, Any], classes: list[str] | None = None
+) -> None:
+    """Write ``model``'s weights with its kind, the ``config`` it was built from and, when
+    given, the class names of its dataset (background first)."""
     state = {"kind": model.KIND, "config": config, "state_dict": model.state_dict()}
+    if classes is not None:
+        state["classes"] = list(classes)
     torch_files.save(state, path)
+
+
+def stored_classes(path: Path) -> list[str] | None:
+    """The class names a model file carries (background first), or None for a file written
+    without them; refused unless they are as many names as its network has outputs."""
+    state = torch_files.load(path, map_location="cpu")
+    classes = state.get("classes") if isinstance(state, dict) else None
+    if classes is None:
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    outputs = config.get("num_classes") if isinstance(config, dict) else None
+    # a classifier scores the foreground classes only, a segmenter the background too, and
+    # AffinityNet predicts no class at all
+    expected = outputs + 1 if state.get("kind") == "classifier" and outputs else outputs
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise ValueError(f"{path}: its class names are not a list of names")
+    if expected is not None and len(classes) != expected:
+        raise ValueError(
+            f"{path}: {len(classes)} class names for a network of {expected} classes"
+        )
+    return classes
 
 
 def load_model(
