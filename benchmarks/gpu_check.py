@@ -299,7 +299,12 @@ def timed_repro(repo: Path, env: dict) -> dict[str, float]:
 # The outputs of each stage compared under torchrun (option, name in the run's folder).
 TORCHRUN_OUTPUTS = {
     "make_cam": {"--out": "cam", "--metrics": "m.json", "--sweep-plot": "sweep.csv"},
-    "evaluate": {"--predictions": "predictions", "--metrics": "m.json", "--per-class": "c.csv"},
+    "evaluate": {
+        "--predictions": "predictions",
+        "--metrics": "m.json",
+        "--per-class": "c.csv",
+        "--per-image": "i.csv",
+    },
 }
 
 

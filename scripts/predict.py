@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.dataset.layout import DECODE_ERRORS, VOCLayout, load_image, save_mask
 from destseg.evaluation.inference import predict
-from destseg.figures.gallery import figure, legend_for, mask_colours
+from destseg.figures.gallery import figure, label_overlay, legend_for
 from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
@@ -49,8 +49,6 @@ from stages.params.run import read_run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
-# the overlay: the prediction's colours at this opacity over the image (background left clear)
-OPACITY = 0.55
 # the longer side of each tile of the overlay figure and of the contact sheet
 TILE = 320
 
@@ -89,13 +87,6 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return images
 
 
-def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The prediction's palette colours over ``image``, the background left as it is."""
-    colours = mask_colours(labels).astype(np.float32)
-    blend = (1 - OPACITY) * image.astype(np.float32) + OPACITY * colours
-    return np.where((labels == 0)[..., None], image, blend.round()).astype(np.uint8)
-
-
 @app.command()
 @reported
 def main(
@@ -128,7 +119,7 @@ def main(
                 labels = predict(model, path, p.scales, p.flip, device)
             image = load_image(path)
             save_mask(tmp / f"{path.stem}.png", labels)
-            panels = [(path.name, image), ("prediction", overlay(image, labels))]
+            panels = [(path.name, image), ("prediction", label_overlay(image, labels))]
             sheet = figure(panels, legend_for(np.unique(labels), classes), TILE)
             sheet.save(tmp / f"{path.stem}_overlay.png")
             rows.append(sheet)

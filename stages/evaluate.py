@@ -9,7 +9,12 @@ import typer
 
 from destseg.dataset.layout import VOCLayout
 from destseg.evaluation.inference import evaluate_segmenter
-from destseg.evaluation.metrics import all_background, per_class_table, segmentation_scores
+from destseg.evaluation.metrics import (
+    all_background,
+    per_class_table,
+    per_image_table,
+    segmentation_scores,
+)
 from destseg.figures.confusion import save_confusion_figure
 from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
@@ -52,9 +57,14 @@ def main(
     confusion_figure: Annotated[
         Path, typer.Option("--confusion", help="Normalised confusion matrix (PNG).")
     ] = Path("data/plots/evaluate_confusion.png"),
+    per_image: Annotated[
+        Path, typer.Option(help="Each image's mIoU and pixel accuracy, worst first (CSV).")
+    ] = Path("data/metrics/evaluate_per_image.csv"),
 ) -> None:
-    """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions."""
-    check_outputs("evaluate", folders=[predictions], files=[metrics, per_class, confusion_figure])
+    """Predict every image of splits.val (evaluate.scales, evaluate.flip); score the predictions,
+    the whole split and each image."""
+    outputs = [metrics, per_class, confusion_figure, per_image]
+    check_outputs("evaluate", folders=[predictions], files=outputs)
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
     splits = read_splits(params)
@@ -69,9 +79,10 @@ def main(
         model, _ = load_model(model_path, Segmenter, device, len(layout.classes))
         amp = resolve_precision(run.amp, device)
         amp.place(model)
-        ids = world.shard(layout.ids(splits.val))
+        all_ids = layout.ids(splits.val)
+        ids = world.shard(all_ids)
         with shared_directory(predictions, world, "evaluate") as tmp, amp.autocast():
-            confusion = evaluate_segmenter(
+            confusion, own = evaluate_segmenter(
                 model,
                 layout,
                 ids,
@@ -82,6 +93,7 @@ def main(
                 progress=world.main,
             )
         confusion = world.sum(confusion)  # the processes' confusions merge, not predictions
+        scores_by_image = world.unshard(own, len(all_ids))
         if not world.main:
             return
         scores = segmentation_scores(confusion)
@@ -91,6 +103,9 @@ def main(
             table = per_class_table(confusion, layout.classes)
             table.to_csv(tmp, index=False, float_format="%.6f")
         save_confusion_figure(confusion_figure, confusion, layout.classes)
+        with atomic_path(per_image) as tmp:
+            table = per_image_table(all_ids, scores_by_image, layout.labels, layout.classes)
+            table.to_csv(tmp, index=False, float_format="%.6f")
     print(f"evaluate: mIoU {scores['miou']:.4f}, pixel accuracy {scores['pixel_accuracy']:.4f}")
 
 

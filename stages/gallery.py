@@ -4,7 +4,9 @@ Reads only what the earlier stages wrote (CAMs, confident regions, propagated CA
 pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; of the params
 it reads only ``gallery``, ``splits.score_cams``, ``device`` and ``amp``, so changing the sample
 reruns only this stage. The images come from ``splits.score_cams``: train images with masks,
-the only ones that have CAMs and pseudo-masks.
+the only ones that have CAMs and pseudo-masks. Under ``val/``, the held-out images where the
+segmenter does worst (``gallery.val_images`` of evaluate's per-image table): the image, its
+truth, evaluate's prediction and that prediction over the image.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 import typer
 
 from destseg.cam.store import load_cam
+from destseg.dataset.ids import check_id
 from destseg.dataset.layout import VOCLayout, load_image, load_mask
 from destseg.evaluation.inference import predict
-from destseg.figures.gallery import cam_overlay, figure, legend_for, mask_colours
+from destseg.figures.gallery import (
+    cam_overlay,
+    figure,
+    label_overlay,
+    legend_for,
+    mask_colours,
+)
 from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
@@ -62,6 +72,20 @@ def gallery_ids(p: GalleryParams, candidates: list[str]) -> list[str]:
     return [candidates[i] for i in sorted(chosen)]
 
 
+def worst_images(per_image: Path, p: GalleryParams) -> list[tuple[str, float]]:
+    """The ``gallery.val_images`` first rows of evaluate's per-image table (worst mIoU first):
+    their ids and mIoU."""
+    if not p.val_images:
+        return []
+    require(per_image, "per-image table (run the evaluate stage)")
+    try:
+        table = pd.read_csv(per_image, dtype={"image": str}, nrows=p.val_images)
+        rows = list(zip(table["image"], table["miou"].astype(float), strict=True))
+    except (ValueError, KeyError, pd.errors.ParserError) as err:
+        raise StageError(f"{per_image}: not evaluate's per-image table ({err})") from None
+    return [(check_id(image_id), miou) for image_id, miou in rows]
+
+
 def _cam_panels(title: str, image: np.ndarray, path: Path, classes: list[str]) -> list:
     """One heat-map panel per class of a CAM file, or none if the file does not exist (the
     propagated CAMs of a method without affinity)."""
@@ -83,11 +107,18 @@ def main(
     propagated: PropagatedOption = Path("data/propagated_cam"),
     pseudo_masks: PseudoMasksOption = Path("data/pseudo_mask"),
     model_path: SegmenterOption = Path("data/train_seg/model.pt"),
+    evaluated: Annotated[Path, typer.Option(help="evaluate's predictions folder.")] = Path(
+        "data/evaluate/prediction"
+    ),
+    per_image: Annotated[Path, typer.Option(help="evaluate's per-image table (CSV).")] = Path(
+        "data/metrics/evaluate_per_image.csv"
+    ),
     out: Annotated[Path, typer.Option(help="Folder of gallery PNGs to write.")] = Path(
         "data/gallery"
     ),
 ) -> None:
-    """Write <out>/<image id>.png for the sampled images of splits.score_cams."""
+    """Write <out>/<image id>.png for the sampled images of splits.score_cams and
+    <out>/val/<image id>.png for the gallery.val_images worst images of splits.val."""
     check_outputs("gallery", folders=[out])
     p = read_params(params, "gallery", GalleryParams)
     run = read_run(params)
@@ -106,6 +137,9 @@ def main(
     amp.place(model)
     classes = layout.classes
     ids = gallery_ids(p, layout.ids(splits.score_cams))
+    worst = worst_images(per_image, p)
+    if worst:
+        require(evaluated, "evaluate's predictions (run the evaluate stage)")
     with atomic_path(out, directory=True, owner="gallery") as tmp:
         for image_id in ids:
             image = load_image(layout.image_path(image_id))
@@ -129,7 +163,22 @@ def main(
             ]
             legend = legend_for(np.unique(np.concatenate([m.ravel() for m in shown])), classes)
             figure(panels, legend, p.size).save(tmp / f"{image_id}.png")
-    print(f"gallery: {len(ids)} figures in {out}")
+        if worst:
+            (tmp / "val").mkdir()
+        for image_id, miou in worst:
+            image = load_image(layout.image_path(image_id))
+            truth = load_mask(layout.mask_path(image_id))
+            prediction = load_mask(require(evaluated / f"{image_id}.png", "prediction"))
+            panels = [
+                (f"val mIoU {miou:.2f}", image),
+                ("truth", mask_colours(truth)),
+                ("segmenter", mask_colours(prediction)),
+                ("overlay", label_overlay(image, prediction)),
+            ]
+            shown = np.unique(np.concatenate([truth.ravel(), prediction.ravel()]))
+            figure(panels, legend_for(shown, classes), p.size).save(tmp / "val" / f"{image_id}.png")
+    held_out = f" and {len(worst)} of the worst val images in {out / 'val'}" if worst else ""
+    print(f"gallery: {len(ids)} figures in {out}{held_out}")
 
 
 if __name__ == "__main__":

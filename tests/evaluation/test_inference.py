@@ -105,8 +105,17 @@ def test_validation_scores_what_evaluate_scores_at_one_scale_without_flip(tiny_l
     cpu = torch.device("cpu")
     # one image at a time as evaluate predicts (that batching changes nothing is tested above)
     validated = validation_confusion(model, dataset, num_classes, cpu, batch_size=1)
-    evaluated = evaluate_segmenter(
+    evaluated, per_image = evaluate_segmenter(
         model, tiny_layout, ids, scales=[1.0], flip=False, device=cpu, out_dir=tmp_path
     )
     assert evaluated.sum() > 0
     np.testing.assert_array_equal(validated, evaluated)
+    # each image's own scores, from its own prediction and mask
+    from destseg.dataset.layout import load_mask
+    from destseg.evaluation.metrics import segmentation_scores
+
+    for image_id, (miou, accuracy) in zip(ids, per_image, strict=True):
+        pred = load_mask(tmp_path / f"{image_id}.png")
+        own = confusion_matrix(tiny_layout.ground_truth(image_id, pred.shape), pred, num_classes)
+        expected = segmentation_scores(own)
+        assert (miou, accuracy) == (expected["miou"], expected["pixel_accuracy"])

@@ -98,3 +98,15 @@ def test_per_class_table():
     assert list(table["class"]) == ["background", "a"]
     np.testing.assert_allclose(table["iou"], [2 / 3, 1 / 2])
     assert list(table["gt_pixels"]) == [2, 2]
+
+
+def test_the_per_image_table_lists_the_worst_images_first_with_their_classes():
+    from destseg.evaluation.metrics import per_image_table
+
+    scores = np.array([[0.5, 0.9], [0.25, 0.8], [0.5, 0.7], [1.0, 1.0]])
+    labels = {"a": [1], "b": [1, 2], "c": [], "d": [2]}
+    table = per_image_table(["c", "b", "a", "d"], scores, labels, ["background", "cat", "dog"])
+    assert list(table["image"]) == ["b", "a", "c", "d"]  # ties (a, c at 0.5) by id
+    assert list(table["miou"]) == [0.25, 0.5, 0.5, 1.0]
+    assert list(table["pixel_accuracy"]) == [0.8, 0.7, 0.9, 1.0]  # each stays with its image
+    assert list(table["classes"]) == ["cat dog", "cat", "", "dog"]

@@ -97,3 +97,42 @@ def test_a_fixed_list_outside_the_scored_images_is_refused():
         gallery_ids(_params(ids=["img_1", "img_99"]), ["img_1", "img_2"])
     with pytest.raises(ValueError, match="image id"):
         _params(ids=["../escape"])
+
+
+def test_the_label_overlay_leaves_the_background_and_blends_each_class_colour():
+    from destseg.figures.gallery import label_overlay
+
+    image = np.full((2, 2, 3), 100, np.uint8)
+    labels = np.array([[0, 1], [0, 2]], np.uint8)
+    shown = label_overlay(image, labels)
+    assert (shown[labels == 0] == 100).all()
+    # VOC's class 1 is (128, 0, 0), class 2 (0, 128, 0): 0.45 x 100 + 0.55 x colour, rounded
+    assert shown[0, 1].tolist() == [115, 45, 45] and shown[1, 1].tolist() == [45, 115, 45]
+
+
+def test_the_held_out_rows_are_the_worst_images_of_evaluates_table(tmp_path):
+    from stages.gallery import worst_images
+
+    table = tmp_path / "per_image.csv"
+    table.write_text(
+        "image,miou,pixel_accuracy,classes\n007,0.1,0.5,cat\nb,0.2,0.9,\nc,0.9,0.99,dog\n"
+    )
+    assert worst_images(table, _params(val_images=2)) == [("007", 0.1), ("b", 0.2)]
+    assert worst_images(table, _params(val_images=9))[-1] == ("c", 0.9)
+    assert worst_images(tmp_path / "absent.csv", _params(val_images=0)) == []  # not read
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id,score\na,0.5\n", r"per_image.csv: not evaluate's per-image table"),
+        ("image,miou\n../x,0.5\n", r"image id '../x' is not a plain file name"),
+    ],
+)
+def test_a_table_that_is_not_evaluates_is_refused(tmp_path, text, expected):
+    from stages.gallery import worst_images
+
+    (tmp_path / "per_image.csv").write_text(text)
+    with pytest.raises((StageError, ValueError), match=expected):
+        worst_images(tmp_path / "per_image.csv", _params(val_images=1))

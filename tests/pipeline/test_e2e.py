@@ -155,6 +155,10 @@ def test_every_metrics_file_holds_numbers_in_range(repo):
     assert evaluate["miou"] > evaluate["all_background_miou"] + 0.05
     table = pd.read_csv(metrics / "evaluate_per_class.csv")
     assert list(table["class"]) == FOLDER_CLASSES
+    per_image = pd.read_csv(metrics / "evaluate_per_image.csv", dtype={"image": str})
+    val = (root / "data/dataset/ImageSets/Segmentation/val.txt").read_text().split()
+    assert sorted(per_image["image"]) == sorted(val) and per_image["miou"].is_monotonic_increasing
+    assert per_image["miou"].between(0, 1).all() and per_image["classes"].notna().any()
     sweep = pd.read_csv(root / "data" / "plots" / "cam_threshold_sweep.csv")
     assert sweep["threshold"].is_monotonic_increasing and sweep["miou"].between(0, 1).all()
     # the headline numbers, copied under names of their own
@@ -199,6 +203,7 @@ SHARDED_OUTPUTS = {
         "--metrics": "m.json",
         "--per-class": "per_class.csv",
         "--confusion": "confusion.png",
+        "--per-image": "per_image.csv",
     },
 }
 
@@ -319,13 +324,18 @@ def test_a_failure_in_the_processes_is_one_line_each_and_a_summary(repo, tmp_pat
 def test_the_gallery_draws_every_step_and_the_offline_plots_page_holds_every_plot(own_repo):
     root, env = own_repo
     reported = (root / "data/dataset/ImageSets/Segmentation/scored.txt").read_text().split()
-    figures = sorted(listed(root / "data/gallery"))
+    figures = sorted(p for p in listed(root / "data/gallery") if p.is_file())
     assert len(figures) == 8 and {p.stem for p in figures} <= set(reported)
     size = yaml.safe_load((root / "params.yaml").read_text())["gallery"]["size"]
     for path in figures:
         width, height = Image.open(path).size
         # image, a CAM and a walked CAM per class (1-2), confident regions, 3 label maps
         assert height == size + 2 * TITLE_HEIGHT + 4 and width in range(7 * size, 10 * size, size)
+    # the held-out rows: the 4 worst val images of evaluate's table, 4 panels each
+    worst = pd.read_csv(root / "data/metrics/evaluate_per_image.csv", dtype={"image": str})
+    held_out = sorted((root / "data/gallery/val").iterdir())
+    assert sorted(p.stem for p in held_out) == sorted(worst["image"][:4])
+    assert all(Image.open(p).size[0] == 4 * size for p in held_out)
     # the page of scripts/plots_page.py: DVC's own, with vega, vega-lite and vega-embed inline
     sys.path.insert(0, str(ROOT / "scripts"))
     import plots_page
@@ -343,6 +353,7 @@ def test_the_gallery_draws_every_step_and_the_offline_plots_page_holds_every_plo
         "evaluate_confusion.png",
         "pseudo_mask_confusion.png",
         *(f"gallery/{p.name}" for p in figures),
+        *(f"gallery/val/{p.name}" for p in held_out),
     ]
     assert not [name for name in declared if name not in page]
 

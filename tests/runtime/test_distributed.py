@@ -204,6 +204,18 @@ def test_a_world_shards_interleaved_and_covers_every_item_once():
     assert World().shard(items) == items
 
 
+def test_rows_computed_per_shard_go_back_to_the_items_order(monkeypatch):
+    items = list(range(11))
+    rows = {r: np.array([[i, -i] for i in World(rank=r, size=3).shard(items)]) for r in range(3)}
+    # the sum over the processes, as all_reduce gives it, of what each placed
+    placed = []
+    monkeypatch.setattr(World, "sum", lambda self, array: placed.append(array) or array)
+    for rank in range(3):
+        World(rank=rank, size=3).unshard(rows[rank], len(items))
+    np.testing.assert_array_equal(sum(placed), np.array([[i, -i] for i in items]))
+    np.testing.assert_array_equal(World().unshard(rows[0][:0], 0), np.zeros((0, 2)))
+
+
 def test_one_world_sums_nothing_and_writes_its_folder(tmp_path):
     world = World()
     counts = np.arange(4)

@@ -83,13 +83,6 @@ def test_the_class_names_a_model_file_carries_need_no_dataset(tmp_path, monkeypa
     assert named == [names] and (tmp_path / "out" / "a_overlay.png").is_file()
 
 
-def test_the_overlay_leaves_the_background_and_tints_the_classes():
-    image = np.full((2, 2, 3), 100, np.uint8)
-    labels = np.array([[0, 1], [0, 2]], np.uint8)
-    shown = predict.overlay(image, labels)
-    assert (shown[labels == 0] == 100).all() and (shown[labels > 0] != 100).any()
-
-
 @pytest.mark.bad_input
 def test_an_image_that_does_not_decode_and_colliding_names_are_refused_by_name(tmp_path):
     new = _setup(tmp_path)

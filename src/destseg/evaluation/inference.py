@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from destseg.dataset.layout import VOCLayout, load_image, save_mask
 from destseg.dataset.torch_dataset import image_to_tensor, same_size_batches
-from destseg.evaluation.metrics import confusion_matrix
+from destseg.evaluation.metrics import confusion_matrix, segmentation_scores
 from destseg.runtime.device import to_device
 from destseg.runtime.pace import paced
 
@@ -116,14 +116,20 @@ def evaluate_segmenter(
     device: torch.device,
     out_dir: Path,
     progress: bool = True,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Predict every image of ``ids``, save the label maps as palette PNGs in ``out_dir`` and
-    return the confusion matrix against the ground truth, accumulated over all of them (a
-    progress bar with ``progress``: the main process of several shows it)."""
+    return the confusion matrix against the ground truth, accumulated over all of them, and
+    each image's own mIoU and pixel accuracy (an array (len(ids), 2), in ``ids``' order: the
+    worst images of a split are found from it). A progress bar with ``progress``: the main
+    process of several shows it."""
     num_classes = len(layout.classes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for image_id in paced(ids, len(ids), "evaluate", quiet=not progress):
+    per_image = np.zeros((len(ids), 2))
+    for index, image_id in enumerate(paced(ids, len(ids), "evaluate", quiet=not progress)):
         pred = predict(model, layout.image_path(image_id), scales, flip, device)
         save_mask(out_dir / f"{image_id}.png", pred)
-        confusion += confusion_matrix(layout.ground_truth(image_id, pred.shape), pred, num_classes)
-    return confusion
+        own = confusion_matrix(layout.ground_truth(image_id, pred.shape), pred, num_classes)
+        scores = segmentation_scores(own)
+        per_image[index] = scores["miou"], scores["pixel_accuracy"]
+        confusion += own
+    return confusion, per_image

@@ -7,6 +7,8 @@ the mean over the classes that occur (in the ground truth or in the prediction).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -119,3 +121,19 @@ def all_background(confusion: np.ndarray) -> np.ndarray:
     baseline = np.zeros_like(confusion)
     baseline[:, 0] = confusion.sum(1)
     return baseline
+
+
+def per_image_table(
+    ids: Sequence[str], scores: np.ndarray, labels: Mapping[str, Sequence[int]], classes: list[str]
+) -> pd.DataFrame:
+    """One row per image (``scores``: its mIoU and pixel accuracy, in ``ids``' order) with the
+    names of the classes it holds, worst mIoU first (ties by id): where a segmenter fails."""
+    table = pd.DataFrame(
+        {
+            "image": list(ids),
+            "miou": scores[:, 0],
+            "pixel_accuracy": scores[:, 1],
+            "classes": [" ".join(classes[c] for c in labels[i]) for i in ids],
+        }
+    )
+    return table.sort_values(["miou", "image"], kind="stable").reset_index(drop=True)

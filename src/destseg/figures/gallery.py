@@ -47,6 +47,14 @@ def mask_colours(mask: np.ndarray) -> np.ndarray:
     return PALETTE[mask]
 
 
+def label_overlay(image: np.ndarray, labels: np.ndarray, opacity: float = 0.55) -> np.ndarray:
+    """A label map's palette colours over the image (H, W, 3) uint8 at ``opacity``, the
+    background (0) left as it is: where a prediction falls on the image."""
+    colours = mask_colours(labels).astype(np.float32)
+    blend = (1 - opacity) * image.astype(np.float32) + opacity * colours
+    return np.where((labels == 0)[..., None], image, blend.round()).astype(np.uint8)
+
+
 def _tile(array: np.ndarray, size: int) -> Image.Image:
     """An RGB array resized (nearest neighbour: labels stay labels) so that its longer side is
     ``size``."""

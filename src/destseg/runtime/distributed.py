@@ -62,6 +62,13 @@ class World:
         dist.all_reduce(tensor)
         return tensor.cpu().numpy()
 
+    def unshard(self, rows: np.ndarray, count: int) -> np.ndarray:
+        """The ``rows`` every process computed for its :meth:`shard` of ``count`` items, put
+        back in the items' order (every process gets them all)."""
+        whole = np.zeros((count, *rows.shape[1:]), dtype=rows.dtype)
+        whole[self.rank :: self.size] = rows
+        return self.sum(whole)
+
     def barrier(self) -> None:
         """Wait until every process gets here."""
         if self.size > 1:
