@@ -40,6 +40,7 @@ def _invoke(tmp_path, *args):
     return CliRunner().invoke(export_segmenter.app, [*base, *args])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_both_exports_label_new_images_as_predict_does(tmp_path):
     photos = _model(tmp_path)
     result = _invoke(tmp_path, "--check", str(photos))
