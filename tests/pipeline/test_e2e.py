@@ -507,9 +507,13 @@ def test_the_pipeline_runs_on_a_users_folder(repo):
     assert dataset.classes == FOLDER_CLASSES
     assert dataset.split_names() == ["scored", "train", "tuning", "val"]
     train_ids = dataset.ids("train")
-    unmasked = train_ids[:4]  # labelled by their XML annotations alone
+    unmasked = train_ids[:4]  # labelled by their XML annotations (2) or the tags file (2) alone
     assert all(dataset.labels[i] for i in unmasked)
     assert not any(dataset.mask_path(i).exists() for i in unmasked)
+    tags = pd.read_csv(root.parent / "tags.csv", dtype=str, keep_default_na=False)
+    assert list(tags["image"]) == unmasked[2:]
+    for image_id, names in zip(tags["image"], tags["tags"], strict=True):
+        assert [FOLDER_CLASSES[c] for c in dataset.labels[image_id]] == names.split()
     assert sorted(p.stem for p in listed(root / "data/pseudo_mask")) == sorted(train_ids)
     table = pd.read_csv(root / "data/metrics/evaluate_per_class.csv")
     assert list(table["class"]) == FOLDER_CLASSES
