@@ -40,12 +40,14 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from destseg.dataset.layout import load_image
+from predict import image_files
+
+from destseg.dataset.layout import VOCLayout, load_image
 from destseg.dataset.torch_dataset import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
 from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.files import atomic_path
-from stages.cli import StageError, check_outputs, reported, require
+from stages.cli import DatasetOption, StageError, check_outputs, reported, require
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -58,17 +60,12 @@ MIN_SIDE = 32  # smaller inputs pool to nothing in the backbone
 
 def check_inputs(paths: list[Path]) -> list[torch.Tensor]:
     """The normalised images (1, 3, H, W) to check an export on: those of ``paths`` (files, and
-    the files of folders), or two seeded random ones of different shapes."""
+    the files of folders, taken as ``predict.py`` takes them: other files named in a warning),
+    or two seeded random ones of different shapes."""
     if not paths:
         generator = torch.Generator().manual_seed(0)
         return [torch.randn(1, 3, h, w, generator=generator) for h, w in RANDOM_CHECKS]
-    files = []
-    for path in paths:
-        found = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-        files += [require(p, "check image") for p in found]
-    if not files:
-        raise StageError(f"{', '.join(map(str, paths))}: no image to check the export on")
-    return [image_to_tensor(load_image(p))[None] for p in files]
+    return [image_to_tensor(load_image(p))[None] for p in image_files(paths)]
 
 
 def to_torchscript(model: torch.nn.Module, path: Path) -> None:
@@ -162,6 +159,7 @@ def main(
     tolerance: Annotated[
         float, typer.Option(help="Largest logit difference accepted.", min=0.0)
     ] = 1e-3,
+    dataset: DatasetOption = Path("data/dataset"),
 ) -> None:
     """Export the segmenter in each --format, checked against it on the --check images."""
     chosen = list(dict.fromkeys(formats or ["torchscript", "onnx"]))
@@ -177,8 +175,11 @@ def main(
     small = [tuple(i.shape[-2:]) for i in images if min(i.shape[-2:]) < MIN_SIDE]
     if small:
         raise StageError(f"--check: an image of {small[0]} pixels; each side needs {MIN_SIDE}")
+    classes = stored_classes(model_path)
+    if classes is None:  # a model file written before they were stored: its dataset's
+        classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
     info = {
-        "classes": stored_classes(model_path),
+        "classes": classes,
         "input": {
             "layout": "N, 3, H, W: RGB, any H and W of at least 32",
             "scale": "pixel values / 255",

@@ -30,6 +30,7 @@ from stages.cli import StageError, reported, require
 app = typer.Typer(add_completion=False, help=__doc__)
 
 KINDS = ("classifier", "segmenter", "affinity")
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 OUTPUTS = {
     "classifier": "one score per foreground class (N, C-1); CAMs from its last features",
     "segmenter": "logits (N, C, H, W) at the input's size; the label map is their argmax",
@@ -48,7 +49,10 @@ def describe(path: Path) -> dict:
         "kind": state["kind"],
         "config": state.get("config"),
         "classes": stored_classes(path),
-        "parameters": sum(t.numel() for t in weights.values() if t.is_floating_point()),
+        # learnt weights only: batch norm's running statistics are buffers, not parameters
+        "parameters": sum(
+            t.numel() for name, t in weights.items() if not name.endswith(BUFFERS)
+        ),
         "input": {
             "layout": "N, 3, H, W: RGB at any size",
             "scale": "pixel values / 255",
@@ -71,7 +75,7 @@ def main(
         print(json.dumps(info, indent=2))
         return
     classes = info["classes"]
-    print(f"{path}: {info['kind']}, {info['parameters']:,} weights")
+    print(f"{path}: {info['kind']}, {info['parameters']:,} parameters")
     print(f"  config: {info['config']}")
     print(f"  classes: {', '.join(classes) if classes else 'not stored (see the dataset)'}")
     inputs = info["input"]

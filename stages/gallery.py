@@ -79,7 +79,9 @@ def worst_images(per_image: Path, p: GalleryParams) -> list[tuple[str, float]]:
         return []
     require(per_image, "per-image table (run the evaluate stage)")
     try:
-        table = pd.read_csv(per_image, dtype={"image": str}, nrows=p.val_images)
+        table = pd.read_csv(
+            per_image, dtype={"image": str}, keep_default_na=False, nrows=p.val_images
+        )
         rows = list(zip(table["image"], table["miou"].astype(float), strict=True))
     except (ValueError, KeyError, pd.errors.ParserError) as err:
         raise StageError(f"{per_image}: not evaluate's per-image table ({err})") from None

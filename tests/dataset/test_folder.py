@@ -97,7 +97,8 @@ def test_tags_label_images_without_xml_or_mask_and_win_over_both(tmp_path):
         'im1,"cat",\r\nunlisted,dog,\r\n'.encode()
     )
     out = VOCLayout(tmp_path / "out")
-    assert import_folder(root, CLASSES, out, tags=tags) == {"train": 3, "val": 1}
+    with pytest.warns(UserWarning, match=r"1 tagged images are in no list .*\(unlisted\)"):
+        assert import_folder(root, CLASSES, out, tags=tags) == {"train": 3, "val": 1}
     # im1's tags win over its XML (dog) and mask (cat): the tags are what the user says
     assert out.labels == {"im0": [2], "im1": [1], "im2": [1, 2], "im3": []}
     as_json = tmp_path / "tags.json"
@@ -126,6 +127,7 @@ def test_without_tags_an_image_with_neither_xml_nor_mask_names_the_setting(tmp_p
         ("t.json", '{"im2": "dog"}', r"t.json: expected an object of image ids to lists"),
         ("t.json", '{"im2": ["dog"', r"t.json: not valid JSON"),
         ("t.json", '{"im2": ["dingo"]}', r"t.json, image 'im2': unknown class names"),
+        ("t.json", '{"im2": ["dog"], "im2": ["cat"]}', r"t.json, image 'im2': tagged a second"),
         ("t.txt", "im2 dog\n", r"t.txt: a tags file is .csv \(image,tags\) or .json"),
         ("t.csv", b"image,tags\n\xff\xfe,dog\n", r"t.csv: not a readable text file"),
     ],
@@ -138,6 +140,16 @@ def test_a_bad_tags_file_is_refused_naming_the_file_and_line(tmp_path, name, con
         path.write_text(content)
     with pytest.raises(DatasetError, match=expected):
         read_tags(path, CLASSES)
+
+
+@pytest.mark.bad_input
+def test_tags_of_images_no_list_names_are_left_out_with_a_warning(tmp_path):
+    root = _untagged_folder(tmp_path / "src")
+    tags = tmp_path / "tags.csv"
+    tags.write_text("image,tags\nim2,dog\nim3,cat\nim2.png,dog\nimx,cat\n")
+    with pytest.warns(UserWarning, match=r"tags.csv: 2 tagged images are in no list and are "
+                      r"left out \(im2.png, imx\)"):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"), tags=tags)
 
 
 @pytest.mark.bad_input

@@ -128,6 +128,8 @@ def test_the_held_out_rows_are_the_worst_images_of_evaluates_table(tmp_path):
     [
         ("id,score\na,0.5\n", r"per_image.csv: not evaluate's per-image table"),
         ("image,miou\n../x,0.5\n", r"image id '../x' is not a plain file name"),
+        ("image,miou\n,0.5\n", r"image id '' is not a plain file name: it is empty"),
+        ("image,miou\na,\n", r"per_image.csv: not evaluate's per-image table"),
     ],
 )
 def test_a_table_that_is_not_evaluates_is_refused(tmp_path, text, expected):

@@ -43,7 +43,9 @@ def _invoke(tmp_path, *args):
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_both_exports_label_new_images_as_predict_does(tmp_path):
     photos = _model(tmp_path)
-    result = _invoke(tmp_path, "--check", str(photos))
+    (photos / "notes.txt").write_text("not an image")  # named in a warning, left out
+    with pytest.warns(UserWarning, match="1 files are not images"):
+        result = _invoke(tmp_path, "--check", str(photos))
     assert result.exit_code == 0, result.output
     assert "torchscript: largest logit difference" in result.output
     assert "onnx: largest logit difference" in result.output
@@ -100,3 +102,18 @@ def test_onnx_without_its_extra_says_how_to_install_it(tmp_path, monkeypatch):
     result = _invoke(tmp_path, "--format", "onnx")
     assert result.exit_code == 1
     assert "--format onnx needs the onnx extra (onnxruntime is not installed)" in result.output
+
+
+def test_a_model_file_without_class_names_takes_its_datasets(tmp_path):
+    from destseg.dataset.layout import VOCLayout
+
+    _model(tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    del state["classes"]
+    torch.save(state, tmp_path / "model.pt")
+    VOCLayout(tmp_path / "dataset").write_metadata(["background", "ash", "elm"], {})
+    args = ["--format", "torchscript", "--dataset", str(tmp_path / "dataset")]
+    result = _invoke(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "exported" / "segmenter.json").read_text())
+    assert info["classes"] == ["background", "ash", "elm"]

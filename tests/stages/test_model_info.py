@@ -18,7 +18,7 @@ import model_info
 CONFIG = {"backbone": "resnet10", "num_classes": 2, "output_stride": 16}
 
 
-def test_it_reads_kind_config_classes_weights_and_input(tmp_path):
+def test_it_reads_kind_config_classes_parameters_and_input(tmp_path):
     model = build_model(Classifier, CONFIG)
     save_model(tmp_path / "model.pt", model, CONFIG, ["background", "leaf", "stem"])
     result = CliRunner().invoke(model_info.app, [str(tmp_path / "model.pt"), "--json"])
@@ -26,11 +26,11 @@ def test_it_reads_kind_config_classes_weights_and_input(tmp_path):
     info = json.loads(result.output)
     assert info["kind"] == "classifier" and info["config"] == CONFIG
     assert info["classes"] == ["background", "leaf", "stem"]
-    weights = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    weights = sum(t.numel() for t in model.parameters())
     assert info["parameters"] == weights
     assert info["input"]["std"] == [0.229, 0.224, 0.225]
     shown = CliRunner().invoke(model_info.app, [str(tmp_path / "model.pt")]).output
-    assert f"classifier, {weights:,} weights" in shown
+    assert f"classifier, {weights:,} parameters" in shown
     assert "classes: background, leaf, stem" in shown
 
 

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import warnings
 import xml.etree.ElementTree as ET
 from functools import partial
 from pathlib import Path
@@ -117,9 +118,19 @@ def _csv_tags(path: Path, text: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refused if it names a key twice (``json`` would keep the last)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DatasetError(f"{path}, image {key!r}: tagged a second time")
+        seen.add(key)
+    return dict(pairs)
+
+
 def _json_tags(path: Path, text: str) -> list[tuple[str, str, list[str]]]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=partial(_unique_keys, path))
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict) or not all(
@@ -209,7 +220,8 @@ def scan(
     root: Path, classes: list[str], workers: int | None = None, tags: Path | None = None
 ) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
     """Validate ``root`` (and the ``tags`` file); return its lists and the image-level labels
-    of every listed image. Tags of images no list names are checked and left out.
+    of every listed image. Tags of images no list names are checked and left out with a
+    warning naming them.
 
     The images are checked in ``workers`` processes (default: one per CPU); whatever their
     number, the first bad image in id order is the one reported.
@@ -231,6 +243,13 @@ def scan(
     job = partial(image_labels, root=root, classes=classes)
     workers = workers or os.cpu_count() or 1
     images = [(i, tagged.get(i)) for i in ids]
+    unused = sorted(set(tagged) - set(ids))
+    if unused:  # a misspelt id, or a file name other than <id>.jpg: say so, never drop it mutely
+        shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
+        warnings.warn(
+            f"{tags}: {len(unused)} tagged images are in no list and are left out ({shown})",
+            stacklevel=2,
+        )
     checked = parallel_map(job, images, workers, "checking images", ordered=True)
     labels = dict(zip(ids, checked, strict=True))
     for name, listed in lists.items():
