@@ -6,8 +6,9 @@ contact sheet.
 Files and folders are taken as given (a folder: every file in it, not its subfolders). Every
 image any common format holds (JPEG, PNG, WebP, BMP, TIFF, GIF: whatever Pillow reads) is
 segmented with the ``evaluate`` params of params.yaml (scales, flip), its ``device`` and ``amp``,
-as the evaluate stage does; a file that is not an image is named in one warning line, never
-skipped silently, and an image that does not decode stops the run naming it. ``--out`` then holds
+as the evaluate stage does (with ``--crf``, then refined by the dense CRF of ``refine.crf``); a
+file that is not an image is named in one warning line, never skipped silently, and an image
+that does not decode stops the run naming it. ``--out`` then holds
 
 - ``<name>.png``: the label map, one class index per pixel (VOC palette, 0 background);
 - ``<name>_overlay.png``: the image, the prediction over it, and a legend of the class names;
@@ -35,16 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.dataset.layout import DECODE_ERRORS, VOCLayout, load_image, save_mask
-from destseg.evaluation.inference import predict
+from destseg.dataset.torch_dataset import image_to_tensor
+from destseg.evaluation.inference import segment
 from destseg.figures.gallery import figure, label_overlay, legend_for
 from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
+from destseg.refine.crf import DenseCRF
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
 from destseg.runtime.pace import paced
 from stages.cli import DatasetOption, ParamsOption, StageError, check_outputs, reported, require
 from stages.params.evaluate import EvaluateParams
 from stages.params.reader import read_params
+from stages.params.refine import RefineParams
 from stages.params.run import read_run
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -87,6 +91,15 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return images
 
 
+def labels_of(probs: np.ndarray, image: np.ndarray, dense: DenseCRF | None) -> np.ndarray:
+    """The label map (H, W) uint8 of class probabilities (C, H, W): their argmax, or with
+    ``dense`` the argmax of the CRF's posterior over the image (as DeepLab refined its
+    predictions; here with the refine stage's kernels)."""
+    if dense is not None:
+        probs = dense(image, probs)
+    return probs.argmax(0).astype(np.uint8)
+
+
 @app.command()
 @reported
 def main(
@@ -99,11 +112,17 @@ def main(
     out: Annotated[Path, typer.Option(help="Folder of label maps and overlays.")] = Path(
         "predictions"
     ),
+    crf: Annotated[
+        bool, typer.Option("--crf", help="Refine each prediction with refine.crf's dense CRF.")
+    ] = False,
 ) -> None:
     """Segment every image of INPUTS into --out."""
     check_outputs("predict", folders=[out])
     p = read_params(params, "evaluate", EvaluateParams)
     run = read_run(params)
+    dense = None
+    if crf:
+        dense = DenseCRF(**read_params(params, "refine", RefineParams).crf.model_dump())
     classes = stored_classes(require(model_path, "segmenter model file (run train_seg)"))
     if classes is None:  # a model file written before they were stored
         classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
@@ -115,9 +134,10 @@ def main(
     rows = []
     with atomic_path(out, directory=True, owner="predict") as tmp:
         for path in paced(paths, len(paths), "predict"):
-            with amp.autocast():
-                labels = predict(model, path, p.scales, p.flip, device)
             image = load_image(path)
+            with amp.autocast():
+                probs = segment(model, image_to_tensor(image).to(device), p.scales, p.flip)
+            labels = labels_of(probs.float().cpu().numpy(), image, dense)
             save_mask(tmp / f"{path.stem}.png", labels)
             panels = [(path.name, image), ("prediction", label_overlay(image, labels))]
             sheet = figure(panels, legend_for(np.unique(labels), classes), TILE)

@@ -122,3 +122,24 @@ def test_the_documented_loading_code_gives_predicts_label_map(tmp_path, monkeypa
     unnormalised = code.replace("((image / 255 - mean) / std)", "(image / 255)")
     exec(unnormalised, scope)
     assert not np.array_equal(scope["labels"].numpy(), expected)
+
+
+def test_crf_refines_each_prediction_with_the_refine_stages_kernels(tmp_path):
+    from destseg.dataset.layout import load_image
+    from destseg.dataset.torch_dataset import image_to_tensor
+    from destseg.evaluation.inference import segment
+    from destseg.models.model_file import load_model
+    from destseg.refine.crf import DenseCRF
+
+    new = _setup(tmp_path)
+    result = _invoke(tmp_path, new / "a.jpg", "--crf")
+    assert result.exit_code == 0, result.output
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    model, _ = load_model(tmp_path / "model.pt", Segmenter, torch.device("cpu"))
+    image = load_image(new / "a.jpg")
+    scales, flip = params["evaluate"]["scales"], params["evaluate"]["flip"]
+    probs = segment(model, image_to_tensor(image), scales, flip).numpy()
+    refined = DenseCRF(**params["refine"]["crf"])(image, probs).argmax(0)
+    written = load_mask(tmp_path / "out" / "a.png")
+    assert np.array_equal(written, refined)
+    assert not np.array_equal(written, probs.argmax(0))  # the CRF did change the map
