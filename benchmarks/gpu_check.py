@@ -69,7 +69,7 @@ from destseg.models.segmenter import Segmenter  # noqa: E402
 from destseg.runtime.device import Precision, resolve_device, resolve_precision  # noqa: E402
 from destseg.runtime.distributed import World  # noqa: E402
 from destseg.training.loop import Schedule, fit  # noqa: E402
-from stages.cli import StageError, reported  # noqa: E402
+from stages.cli import InputError, reported  # noqa: E402
 from stages.params.cls import ClsParams  # noqa: E402
 
 CONFIG = ROOT / "configs" / "voc2012.yaml"
@@ -488,12 +488,12 @@ def main(
     torch.manual_seed(0)
     chosen = resolve_device(device)
     if chosen.type != "cuda" and not toy:
-        raise StageError(
+        raise InputError(
             f"no GPU to check (device {device!r} is {chosen}): the full-size probes take gigabytes "
             "and hours on a CPU; --toy runs this script at toy size on any machine"
         )
     if out.exists() and not out.is_dir():
-        raise StageError(f"{out}: an existing file; --out is a folder for summary.json and log.txt")
+        raise InputError(f"{out}: an existing file; --out is a folder for summary.json and log.txt")
     out.mkdir(parents=True, exist_ok=True)
     lines = io.StringIO()
 

@@ -36,7 +36,7 @@ from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
-from stages.cli import ParamsOption, StageError, check_outputs, reported, require
+from stages.cli import InputError, ParamsOption, check_outputs, reported, require
 from stages.params.evaluate import EvaluateParams
 from stages.params.reader import read_params
 from stages.params.run import read_run
@@ -47,7 +47,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def image_files(images: Path, id_list: Path | None) -> list[Path]:
     """The JPEG files to predict: those named in ``id_list``, or every .jpg of ``images`` (the
     server's test set is JPEG; other files are named in one warning, never skipped silently:
-    scripts/predict.py segments images of any format)."""
+    destseg predict segments images of any format)."""
     require(images, "test image folder")
     if id_list is None:
         paths = sorted(images.glob("*.jpg"))
@@ -56,18 +56,18 @@ def image_files(images: Path, id_list: Path | None) -> list[Path]:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             warnings.warn(
                 f"{images}: {len(others)} files that are not .jpg are left out ({shown}); "
-                "scripts/predict.py takes any image format",
+                "destseg predict takes any image format",
                 stacklevel=2,
             )
         if not paths:
-            raise StageError(f"{images}: no .jpg images")
+            raise InputError(f"{images}: no .jpg images")
         return paths
     paths = [images / f"{i}.jpg" for i in read_id_list(require(id_list, "id list"))]
     if not paths:
-        raise StageError(f"{id_list}: the list names no image")
+        raise InputError(f"{id_list}: the list names no image")
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise StageError(f"{missing[0]}: image of {id_list} not found ({len(missing)} missing)")
+        raise InputError(f"{missing[0]}: image of {id_list} not found ({len(missing)} missing)")
     return paths
 
 

@@ -85,10 +85,8 @@ def main(
         if not world.main:
             return
         write_json(metrics, scores)
-    print(
-        f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, "
-        f"mIoU {scores['miou']:.4f} on them"
-    )
+    score = f"mIoU {scores['miou']:.4f} on them" if scored else "not scored (splits.score_cams)"
+    print(f"aff_labels: {1 - scores['ignored_fraction']:.1%} of the pixels labelled, {score}")
 
 
 if __name__ == "__main__":

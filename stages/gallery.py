@@ -2,9 +2,10 @@
 
 Reads only what the earlier stages wrote (CAMs, confident regions, propagated CAMs,
 pseudo-masks, the segmenter) and runs the segmenter on the few sampled images; of the params
-it reads only ``gallery``, ``splits.score_cams``, ``device`` and ``amp``, so changing the sample
-reruns only this stage. The images come from ``splits.score_cams``: train images with masks,
-the only ones that have CAMs and pseudo-masks. Under ``val/``, the held-out images where the
+it reads only ``gallery``, ``splits.score_cams``, ``splits.train``, ``device`` and ``amp``, so
+changing the sample reruns only this stage. The images come from ``splits.score_cams``: train
+images with masks, the only ones that have CAMs, pseudo-masks and a truth to show (without that
+list, from ``splits.train``, drawn without the truth). Under ``val/``, the held-out images where the
 segmenter does worst (``gallery.val_images`` of evaluate's per-image table): the image, its
 truth, evaluate's prediction and that prediction over the image.
 """
@@ -37,11 +38,11 @@ from stages.cli import (
     AffLabelsOption,
     CamsOption,
     DatasetOption,
+    InputError,
     ParamsOption,
     PropagatedOption,
     PseudoMasksOption,
     SegmenterOption,
-    StageError,
     check_outputs,
     reported,
     require,
@@ -62,9 +63,9 @@ def gallery_ids(p: GalleryParams, candidates: list[str]) -> list[str]:
         listed = set(candidates)
         unknown = [image_id for image_id in p.ids if image_id not in listed]
         if unknown:
-            raise StageError(
-                f"gallery.ids: {', '.join(unknown[:3])} not in splits.score_cams (only its images "
-                "have CAMs, pseudo-masks and masks)"
+            raise InputError(
+                f"gallery.ids: {', '.join(unknown[:3])} not among the images drawn from "
+                "(splits.score_cams, or splits.train without it: those with CAMs and pseudo-masks)"
             )
         return list(p.ids)
     count = min(p.images, len(candidates))
@@ -84,7 +85,7 @@ def worst_images(per_image: Path, p: GalleryParams) -> list[tuple[str, float]]:
         )
         rows = list(zip(table["image"], table["miou"].astype(float), strict=True))
     except (ValueError, KeyError, pd.errors.ParserError) as err:
-        raise StageError(f"{per_image}: not evaluate's per-image table ({err})") from None
+        raise InputError(f"{per_image}: not evaluate's per-image table ({err})") from None
     return [(check_id(image_id), miou) for image_id, miou in rows]
 
 
@@ -119,7 +120,8 @@ def main(
         "data/gallery"
     ),
 ) -> None:
-    """Write <out>/<image id>.png for the sampled images of splits.score_cams and
+    """Write <out>/<image id>.png for the sampled images of splits.score_cams (else of
+    splits.train) and
     <out>/val/<image id>.png for the gallery.val_images worst images of splits.val."""
     check_outputs("gallery", folders=[out])
     p = read_params(params, "gallery", GalleryParams)
@@ -138,21 +140,22 @@ def main(
     amp = resolve_precision(run.amp, device)
     amp.place(model)
     classes = layout.classes
-    ids = gallery_ids(p, layout.ids(splits.score_cams))
+    ids = gallery_ids(p, layout.ids(splits.score_cams or splits.train))
     worst = worst_images(per_image, p)
     if worst:
         require(evaluated, "evaluate's predictions (run the evaluate stage)")
     with atomic_path(out, directory=True, owner="gallery") as tmp:
         for image_id in ids:
             image = load_image(layout.image_path(image_id))
-            truth = load_mask(layout.mask_path(image_id))
+            masked = layout.mask_path(image_id).is_file()  # not all of splits.train are
+            truth = load_mask(layout.mask_path(image_id)) if masked else None
             pseudo = load_mask(require(pseudo_masks / f"{image_id}.png", "pseudo-mask"))
             with amp.autocast():
                 prediction = predict(model, layout.image_path(image_id), [1.0], False, device)
             panels = [("image", image)]
             panels += _cam_panels("CAM", image, require(cams / f"{image_id}.npz", "CAM"), classes)
             regions = aff_labels / f"{image_id}.png"
-            shown = [truth, pseudo, prediction]
+            shown = [pseudo, prediction] + ([truth] if masked else [])
             if regions.is_file():
                 confident = load_mask(regions)
                 panels.append(("confident", mask_colours(confident)))
@@ -161,8 +164,9 @@ def main(
             panels += [
                 ("pseudo-mask", mask_colours(pseudo)),
                 ("segmenter", mask_colours(prediction)),
-                ("truth", mask_colours(truth)),
             ]
+            if masked:
+                panels.append(("truth", mask_colours(truth)))
             legend = legend_for(np.unique(np.concatenate([m.ravel() for m in shown])), classes)
             figure(panels, legend, p.size).save(tmp / f"{image_id}.png")
         if worst:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from destseg.cam.generate import ThresholdSweep, generate_cams
@@ -104,38 +105,45 @@ def main(
             sweep.confusions = world.sum(sweep.confusions)
         if not world.main:
             return
-        scores = _write_scores(report, tuning if tune else None, policy, metrics, sweep_plot)
-    print(
-        f"make_cam: CAM mIoU {scores['miou']:.4f} at threshold {scores['threshold']} "
-        f"({policy.described()})"
-    )
+        scores = _write_scores(
+            report if scored else None, tuning if tune else None, policy, metrics, sweep_plot
+        )
+    score = f"CAM mIoU {scores['miou']:.4f}" if scored else "CAMs not scored (splits.score_cams)"
+    print(f"make_cam: {score} at threshold {scores['threshold']} ({policy.described()})")
 
 
 def _write_scores(
-    report: ThresholdSweep,
+    report: ThresholdSweep | None,
     tuning: ThresholdSweep | None,
     policy: ThresholdPolicy,
     metrics: Path,
     sweep_plot: Path,
 ) -> dict:
-    """Score the CAMs at the policy's threshold (chosen on ``tuning`` for ``auto``), write the
-    metrics and the sweep, and return the metrics."""
-    table = report.table()
+    """Score the CAMs of the reported images (``report``; None: there are none) at the
+    policy's threshold (chosen on ``tuning`` for ``auto``), write the metrics and the sweep,
+    and return the metrics. Without reported images the metrics hold the threshold alone
+    and the sweep's ``miou`` column is empty."""
     tune_table = tuning.table() if tuning is not None else None
     threshold, tuned = policy.choose(tune_table)
-    confusion = report.confusions[report.thresholds.index(threshold)]
-    precision, recall = foreground_precision_recall(confusion)
-    scores = {
-        "miou": segmentation_scores(confusion)["miou"],
-        "threshold": threshold,
-        "fg_precision": precision,
-        "fg_recall": recall,
-        "all_background_miou": segmentation_scores(all_background(confusion))["miou"],
-        # The best point of the curve on the reported split: an oracle, not a result to report.
-        "oracle_miou": float(table["miou"].max()),
-        "oracle_threshold": best_threshold(table),
-        **tuned,
-    }
+    scores: dict = {"threshold": threshold}
+    if report is not None:
+        table = report.table()
+        confusion = report.confusions[report.thresholds.index(threshold)]
+        precision, recall = foreground_precision_recall(confusion)
+        scores = {
+            "miou": segmentation_scores(confusion)["miou"],
+            "threshold": threshold,
+            "fg_precision": precision,
+            "fg_recall": recall,
+            "all_background_miou": segmentation_scores(all_background(confusion))["miou"],
+            # The best point of the curve on the reported split: an oracle, not a result.
+            "oracle_miou": float(table["miou"].max()),
+            "oracle_threshold": best_threshold(table),
+        }
+    else:
+        thresholds = policy.sweep()
+        table = pd.DataFrame({"threshold": thresholds, "miou": [float("nan")] * len(thresholds)})
+    scores |= tuned
     if tune_table is not None:
         table["tune_miou"] = tune_table["miou"]
     write_json(metrics, scores)

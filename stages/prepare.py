@@ -18,7 +18,7 @@ from destseg.dataset.sources.download import Archive
 from destseg.dataset.sources.folder import import_folder
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
 from destseg.runtime.files import atomic_path
-from stages.cli import ParamsOption, StageError, check_outputs, reported, run_stage
+from stages.cli import InputError, ParamsOption, check_outputs, reported, run_stage
 from stages.params.data import DataParams
 from stages.params.reader import read_params
 
@@ -31,7 +31,7 @@ def build(data: DataParams, out: VOCLayout) -> dict[str, int]:
         return write_dataset(out, SyntheticSpec(**data.synthetic.model_dump()), data.seed)
     if data.source == "folder":
         if not data.folder.root:
-            raise StageError("params: data.folder.root: set it to the dataset folder")
+            raise InputError("params: data.folder.root: set it to the dataset folder")
         tags = Path(data.folder.tags) if data.folder.tags else None
         return import_folder(Path(data.folder.root), data.folder.classes, out, tags=tags)
     if data.source == "coco2014":
@@ -79,7 +79,7 @@ def main(
         root, target = Path(data.folder.root).resolve(), out.resolve()
         if root.is_relative_to(target) or target.is_relative_to(root):
             # replacing the output would delete the user's folder (or write into it)
-            raise StageError(
+            raise InputError(
                 f"data.folder.root ({data.folder.root}) and --out ({out}) overlap: the dataset "
                 "is copied into --out, which is replaced as a whole; choose an --out outside it"
             )

@@ -24,9 +24,9 @@ from destseg.runtime.files import check_output, mark_output
 from stages.cli import (
     PRETRAINED_MODEL_FILE,
     CheckpointOption,
+    InputError,
     LiveDirOption,
     ParamsOption,
-    StageError,
     check_outputs,
     not_trained,
     reported,
@@ -61,7 +61,7 @@ def main(
         return
     p = read_params(params, "cls", ClsParams)
     if p.pretrained:
-        raise StageError(
+        raise InputError(
             f"{params}: cls.pretrained and pretrain.enabled both give the classifier its starting "
             "weights: set one of them false"
         )

@@ -31,10 +31,10 @@ from destseg.runtime.files import outputs_together, write_json
 from stages.cli import (
     CamsOption,
     DatasetOption,
+    InputError,
     MetricsOption,
     ParamsOption,
     PropagatedOption,
-    StageError,
     check_outputs,
     reported,
     require,
@@ -93,7 +93,7 @@ def main(
         source = require(propagated, "propagated CAM folder (run the propagate stage)")
         missing = [i for i in ids if not (source / f"{i}.npz").is_file()]
         if missing:
-            raise StageError(
+            raise InputError(
                 f"{source}: no propagated CAMs for {len(missing)} of {len(ids)} images (e.g. "
                 f"{missing[0]}); run `dvc repro` so that aff_labels, train_aff and propagate "
                 f"run for refine.method {p.method}"
@@ -140,10 +140,9 @@ def main(
             return
         write_json(metrics, {**scores, "bg_threshold": threshold, **tuned})
         save_confusion_figure(confusion, counts, layout.classes)
-    print(
-        f"refine ({p.method}): pseudo-mask mIoU {scores['miou']:.4f} at background threshold "
-        f"{threshold} ({policy.described()})"
-    )
+    score = f"pseudo-mask mIoU {scores['miou']:.4f}" if scored else "pseudo-masks not scored"
+    chosen = f"background threshold {threshold} ({policy.described()})"
+    print(f"refine ({p.method}): {score} at {chosen}")
 
 
 if __name__ == "__main__":

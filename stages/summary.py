@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from destseg.runtime.files import write_json
-from stages.cli import MetricsOption, StageError, check_outputs, reported, require, run_stage
+from stages.cli import InputError, MetricsOption, check_outputs, reported, require, run_stage
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -53,7 +53,7 @@ def _number(metrics: dict, dotted: str, path: Path) -> float | None:
             return None
         value = value[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StageError(f"{path}: {dotted} is {value!r}, not a number")
+        raise InputError(f"{path}: {dotted} is {value!r}, not a number")
     return value
 
 
@@ -62,9 +62,9 @@ def _read(path: Path) -> dict:
     try:
         data = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StageError(f"{path}: not a metrics JSON file ({err})") from None
+        raise InputError(f"{path}: not a metrics JSON file ({err})") from None
     if not isinstance(data, dict):
-        raise StageError(f"{path}: not a metrics JSON file (a {type(data).__name__})")
+        raise InputError(f"{path}: not a metrics JSON file (a {type(data).__name__})")
     return data
 
 

@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from stages.cli import StageError, Terminated
+from stages.cli import InputError, Terminated
 
 if TYPE_CHECKING:
     import torch
@@ -28,18 +28,18 @@ def run_in_workers(nproc: int, module: str, device: torch.device | None = None) 
         return False
     cores = len(os.sched_getaffinity(0))
     if (device is None or device.type == "cpu") and nproc > cores:
-        raise StageError(
+        raise InputError(
             f"dist.nproc: {nproc} processes on the CPU, and this process may use {cores} cores: "
             "more processes than cores only fight over them (and each holds its own memory)"
         )
     if device is not None and device.type == "cuda" and nproc > torch.cuda.device_count():
-        raise StageError(
+        raise InputError(
             f"dist.nproc: {nproc} processes need {nproc} GPUs, and "
             f"{torch.cuda.device_count()} are visible"
         )
     main = sys.modules["__main__"].__spec__
     if main is None or main.name != module:
-        raise StageError(
+        raise InputError(
             f"dist.nproc: {nproc} processes run the stage as a command (python -m {module}), "
             "which this process is not"
         )

@@ -21,9 +21,9 @@ from stages.cli import (
     PRETRAINED_MODEL_FILE,
     CheckpointOption,
     DatasetOption,
+    InputError,
     LiveDirOption,
     ParamsOption,
-    StageError,
     check_outputs,
     reported,
     require,
@@ -100,7 +100,7 @@ def main(
         )
         encoder = encoder if encoder.is_file() else None
     if encoder is not None and p.pretrained:
-        raise StageError(
+        raise InputError(
             f"{encoder}: pretrain trained an encoder and cls.pretrained asks for ImageNet's: set "
             "one of cls.pretrained and pretrain.enabled false"
         )

@@ -17,10 +17,10 @@ from destseg.runtime.device import model_device
 from stages.cli import (
     CheckpointOption,
     DatasetOption,
+    InputError,
     LiveDirOption,
     ParamsOption,
     PseudoMasksOption,
-    StageError,
     check_outputs,
     reported,
     require,
@@ -63,7 +63,7 @@ def main(
     if p.batch_size // (dist.nproc * p.accumulate) == 1 and dist.nproc == 1:
         # DeepLabV3's ASPP pools the whole image: with one image its batch norm sees a single
         # value per channel and torch refuses to train it (several processes sync it)
-        raise StageError(
+        raise InputError(
             f"{params}: seg.batch_size / seg.accumulate = 1 image per micro-batch, which "
             "DeepLabV3's image-pooling batch norm cannot train on; use micro-batches of 2 or "
             "more (accumulate at most batch_size / 2)"
@@ -91,7 +91,7 @@ def main(
         )
         unmasked = [i for i in val_set.ids if not layout.mask_path(i).is_file()]
         if unmasked:  # before the training, not after its first epochs
-            raise StageError(
+            raise InputError(
                 f"{params}: seg.val_every validates on masks, and {len(unmasked)} of the "
                 f"{len(val_set)} images of splits.val ({splits.val!r}) it takes have none (first: "
                 f"{layout.mask_path(unmasked[0])}); set seg.val_every: 0 or choose a masked list"

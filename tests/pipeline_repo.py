@@ -68,20 +68,31 @@ def own_copy(repo: Path, tmp_path: Path) -> Path:
     run DVC in: the original is shared by the tests of every test process and only read (two
     DVC commands in one repository at once would also fight over its lock)."""
     copy = tmp_path / "repo"
-    shutil.copytree(repo, copy, symlinks=True)
+    cache = Path(".dvc") / "cache"
+    shutil.copytree(repo, copy, symlinks=True, ignore=lambda folder, _: _cache_of(repo, folder))
+    # the DVC cache, hard-linked: DVC adds files to its cache and never writes into one
+    # (they are read-only), so the copies share its tens of megabytes instead of copying them
+    shutil.copytree(repo / cache, copy / cache, symlinks=True, copy_function=os.link)
     return copy
+
+
+def _cache_of(repo: Path, folder: str) -> list[str]:
+    """What :func:`own_copy`'s first pass leaves out of ``folder``: the DVC cache."""
+    return ["cache"] if Path(folder) == repo / ".dvc" else []
 
 
 def prepare_repo(
     repo: Path, overrides: dict, base: Path = ROOT / "params.yaml", **env_vars: str
 ) -> dict:
-    """Copy the repository's code and dvc.yaml into ``repo``, write ``base`` on the CPU in
-    float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as params.yaml and commit;
+    """Copy the repository's code, dvc.yaml and ``data/folder`` into ``repo``, write ``base``
+    on the CPU in float32 (:func:`conftest.pinned`) with ``overrides`` (dotted keys) as
+    params.yaml and commit;
     return the environment to run DVC there with (``env_vars`` added)."""
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "data" / "folder", repo / "data" / "folder")  # prepare's dependency
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     params = pinned(yaml.safe_load(base.read_text()))

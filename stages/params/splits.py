@@ -15,7 +15,9 @@ class SplitParams(Section):
 
     train: ListName
     val: ListName
-    score_cams: ListName
+    # The train images on which the CAMs and pseudo-masks are scored (with masks); None: they
+    # are made and used, not scored (training images with tags and no masks).
+    score_cams: ListName | None
     # Images with masks inside ``train`` and outside ``score_cams`` on which the ``auto``
     # thresholds are chosen; None: no tuning list (every threshold must then be a number).
     tune: ListName | None = None

@@ -9,7 +9,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from stages.cli import StageError, reported
+from stages.cli import InputError, reported
 from studies.ablation import __doc__ as DOC
 from studies.ablation.designs import PAIRED, STUDIES
 from studies.ablation.experiments import (
@@ -75,7 +75,7 @@ def default_out(study_out: Path, table: str, cam_only: bool) -> Path:
 def _in_a_dvc_repository() -> None:
     here = Path.cwd().resolve()
     if not any((folder / ".dvc").is_dir() for folder in (here, *here.parents)):
-        raise StageError(
+        raise InputError(
             f"{here}: not inside a DVC repository; run this from the project's checkout"
         )
 
@@ -120,7 +120,7 @@ def queue(
     _in_a_dvc_repository()
     for command in queue_commands(seeds, study, variant, cam_only):
         if subprocess.run(command, check=False).returncode != 0:
-            raise StageError(f"{' '.join(command[:4])} failed (DVC's message is above)")
+            raise InputError(f"{' '.join(command[:4])} failed (DVC's message is above)")
 
 
 @app.command()

@@ -106,6 +106,33 @@ def test_tags_label_images_without_xml_or_mask_and_win_over_both(tmp_path):
     again = VOCLayout(tmp_path / "again")
     import_folder(root, CLASSES, again, tags=as_json)
     assert again.labels == out.labels
+    as_jsonl = tmp_path / "metadata.jsonl"  # Hugging Face's imagefolder keeps its labels so
+    as_jsonl.write_text(
+        '{"image": "im2.jpg", "tags": ["dog", "cat"]}\n\n{"image": "im3", "tags": []}\n'
+        '{"image": "im1", "tags": ["cat"]}\n'
+    )
+    thrice = VOCLayout(tmp_path / "thrice")
+    import_folder(root, CLASSES, thrice, tags=as_jsonl)
+    assert thrice.labels == out.labels
+
+
+@pytest.mark.bad_input
+def test_tags_that_disagree_with_the_images_mask_are_refused_naming_both(tmp_path):
+    root = _untagged_folder(tmp_path / "src")
+    tags = tmp_path / "tags.csv"
+    tags.write_text("image,tags\nim2,dog\nim3,cat\nim1,dog\n")  # im1's mask holds a cat
+    with pytest.raises(DatasetError, match=r"im1.png: the mask holds \['cat'\] and the tags "
+                       r"file \(data.folder.tags\) says \['dog'\] for im1: correct one"):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"), tags=tags)
+
+
+@pytest.mark.bad_input
+def test_an_image_in_another_format_is_named_not_skipped(tmp_path):
+    root = _folder(tmp_path / "src")
+    (root / "JPEGImages" / "im0.jpg").rename(root / "JPEGImages" / "im0.png")
+    with pytest.raises(DatasetError, match=r"im0.png: the folder source reads JPEG images named "
+                       r"<id>.jpg .*convert it to im0.jpg"):
+        import_folder(root, CLASSES, VOCLayout(tmp_path / "out"))
 
 
 def test_without_tags_an_image_with_neither_xml_nor_mask_names_the_setting(tmp_path):
@@ -128,7 +155,11 @@ def test_without_tags_an_image_with_neither_xml_nor_mask_names_the_setting(tmp_p
         ("t.json", '{"im2": ["dog"', r"t.json: not valid JSON"),
         ("t.json", '{"im2": ["dingo"]}', r"t.json, image 'im2': unknown class names"),
         ("t.json", '{"im2": ["dog"], "im2": ["cat"]}', r"t.json, image 'im2': tagged a second"),
-        ("t.txt", "im2 dog\n", r"t.txt: a tags file is .csv \(image,tags\) or .json"),
+        ("t.txt", "im2 dog\n", r"t.txt: a tags file is .csv \(image,tags\), .json .* or .jsonl"),
+        ("t.jsonl", '{"image": "im2", "tags": "dog"}\n', r't.jsonl, line 1: expected \{"image"'),
+        ("t.jsonl", '\n{"image": "im2"', r"t.jsonl, line 2: not valid JSON"),
+        ("t.jsonl", '{"image": "im2", "tags": ["dog"]}\n{"image": "im2.jpg", "tags": []}',
+         r"t.jsonl, line 2: image 'im2' is tagged a second time"),
         ("t.csv", b"image,tags\n\xff\xfe,dog\n", r"t.csv: not a readable text file"),
     ],
 )

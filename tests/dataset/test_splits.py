@@ -22,6 +22,17 @@ def test_cam_ids_are_the_training_list_and_its_scored_part(layout):
     assert cam_ids(layout, "train", "scored") == (["a", "b", "c", "d"], {"a", "b"})
 
 
+def test_without_a_scored_list_every_image_is_labelled_and_none_scored(layout):
+    """``splits.score_cams: null``: training images with tags and no masks; a tuning list may
+    still choose the thresholds, and no list is an oracle's."""
+    assert cam_ids(layout, "train", None) == (["a", "b", "c", "d"], set())
+    assert tuning_ids(layout, "train", None, "scored", wanted_by="cam.threshold") == ["a", "b"]
+    _mask(layout, "a", "b", "e")
+    check_lists(layout, "train", "val", None, "scored")  # no error
+    with pytest.raises(SplitError, match=r"splits\.tune: 1 of the 1 images of list 'tuning'"):
+        check_lists(layout, "train", "val", None, "tuning")
+
+
 def test_the_tuning_list_lies_inside_train_and_outside_the_scored_images(layout):
     assert tuning_ids(layout, "train", "scored", "tuning", wanted_by="cam.threshold") == ["c"]
     assert tuning_ids(layout, "train", "scored", None, wanted_by=None) == []

@@ -11,7 +11,7 @@ from destseg.figures.gallery import (
     legend_for,
     mask_colours,
 )
-from stages.cli import StageError
+from stages.cli import InputError
 from stages.gallery import gallery_ids
 from stages.params.gallery import GalleryParams
 
@@ -93,7 +93,8 @@ def test_the_sample_is_seeded_in_list_order_and_a_fixed_list_wins():
 
 @pytest.mark.bad_input
 def test_a_fixed_list_outside_the_scored_images_is_refused():
-    with pytest.raises(StageError, match=r"gallery\.ids: img_99 not in splits\.score_cams"):
+    expected = r"gallery\.ids: img_99 not among the images drawn from \(splits\.score_cams"
+    with pytest.raises(InputError, match=expected):
         gallery_ids(_params(ids=["img_1", "img_99"]), ["img_1", "img_2"])
     with pytest.raises(ValueError, match="image id"):
         _params(ids=["../escape"])
@@ -136,5 +137,5 @@ def test_a_table_that_is_not_evaluates_is_refused(tmp_path, text, expected):
     from stages.gallery import worst_images
 
     (tmp_path / "per_image.csv").write_text(text)
-    with pytest.raises((StageError, ValueError), match=expected):
+    with pytest.raises((InputError, ValueError), match=expected):
         worst_images(tmp_path / "per_image.csv", _params(val_images=1))

@@ -9,6 +9,7 @@ own prepare is tested in tests/dataset/test_synthetic.py and tests/stages/.
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -59,7 +60,7 @@ FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
 
 def _user_folder(root):
     """The tiny data as a user brings it: VOC layout, own class names, XML annotations or a
-    tags file (``tags.csv`` beside the folder; without it prepare refuses those images) instead
+    tags file (``tags.csv`` inside the folder; without it prepare refuses those images) instead
     of masks for some train images, and two lists of train images that have masks: one to
     choose the thresholds on (``tuning``), one to score (``scored``)."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
@@ -74,7 +75,7 @@ def _user_folder(root):
         )
         (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{names}</annotation>")
     tags = [f"{i},{' '.join(FOLDER_CLASSES[c] for c in layout.labels[i])}" for i in unmasked[2:]]
-    (root.parent / "tags.csv").write_text("\n".join(["image,tags", *tags]) + "\n")
+    (root / "tags.csv").write_text("\n".join(["image,tags", *tags]) + "\n")
     for image_id in unmasked:
         layout.mask_path(image_id).unlink()
     for name in ("tune.txt", "report.txt"):  # the synthetic source's own lists
@@ -92,7 +93,7 @@ def _reproduce_on_a_users_folder(folder):
         "data.source": "folder",
         "data.folder.root": str(user),
         "data.folder.classes": FOLDER_CLASSES,
-        "data.folder.tags": str(user.parent / "tags.csv"),
+        "data.folder.tags": str(user / "tags.csv"),
         "splits.score_cams": "scored",
         "splits.tune": "tuning",
     }
@@ -379,19 +380,22 @@ CODE_EDITS = {
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("path", "stages"), CODE_EDITS.items(), ids=list(CODE_EDITS))
-def test_editing_one_module_reruns_only_the_stages_that_use_it(own_repo, path, stages):
+def test_editing_one_module_reruns_only_the_stages_that_use_it(own_repo):
+    """Each edit of :data:`CODE_EDITS` in turn, undone before the next, in one copy (a copy and
+    a cold DVC state per edit cost more than the checks)."""
     root, env = own_repo
     run(["git", "checkout", "params.yaml"], root, env)
     assert json.loads(run(["dvc", "status", "--json"], root, env)) == {}
-    file = root / path
-    original = file.read_text()
-    try:
-        file.write_text(original + "\n# an edit\n")
-        status = json.loads(run(["dvc", "status", "--json"], root, env))
-    finally:
-        file.write_text(original)
-    assert set(status) == stages
+    found = {}
+    for path in CODE_EDITS:
+        file = root / path
+        original = file.read_text()
+        try:
+            file.write_text(original + "\n# an edit\n")
+            found[path] = set(json.loads(run(["dvc", "status", "--json"], root, env)))
+        finally:
+            file.write_text(original)
+    assert found == CODE_EDITS
 
 
 @pytest.mark.e2e
@@ -510,7 +514,7 @@ def test_the_pipeline_runs_on_a_users_folder(repo):
     unmasked = train_ids[:4]  # labelled by their XML annotations (2) or the tags file (2) alone
     assert all(dataset.labels[i] for i in unmasked)
     assert not any(dataset.mask_path(i).exists() for i in unmasked)
-    tags = pd.read_csv(root.parent / "tags.csv", dtype=str, keep_default_na=False)
+    tags = pd.read_csv(root.parent / "user_dataset" / "tags.csv", dtype=str, keep_default_na=False)
     assert list(tags["image"]) == unmasked[2:]
     for image_id, names in zip(tags["image"], tags["tags"], strict=True):
         assert [FOLDER_CLASSES[c] for c in dataset.labels[image_id]] == names.split()
@@ -525,3 +529,71 @@ def test_the_pipeline_runs_on_a_users_folder(repo):
     )
     assert cam["threshold"] in candidates() and refine["bg_threshold"] in candidates()
     assert 0 <= cam["tune_miou"] <= 1 and 0 <= refine["tune_miou"] <= 1
+
+
+@pytest.mark.e2e
+def test_a_file_edited_added_or_removed_in_the_users_folder_reruns_prepare(repo, tmp_path):
+    """The user's folder is a dependency of prepare in dvc.yaml (``${data.folder.root}``): DVC
+    sees a file of it edited, added or removed (the tags file kept inside it too), with no
+    ``dvc repro -f``, and an edit undone is up to date again."""
+    root, env = repo
+    folder = shutil.copytree(root.parent / "user_dataset", tmp_path / "folder")
+    copy = own_copy(root, tmp_path)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["data"]["folder"] |= {"root": str(folder), "tags": str(folder / "tags.csv")}
+    _write_params(copy, params)
+    run(["dvc", "repro", "prepare"], copy, env)  # the same images: the same dataset
+    assert json.loads(run(["dvc", "status", "--json"], copy, env)) == {}
+
+    def changed() -> dict:  # prepare alone: the other stages' outputs need not be hashed
+        status = json.loads(run(["dvc", "status", "--json", "prepare"], copy, env))
+        assert set(status) == {"prepare"}, status
+        return status["prepare"][0]["changed deps"]
+
+    tags = (folder / "tags.csv").read_text()
+    (folder / "tags.csv").write_text(tags.replace("image,tags", "image,tags,note"))
+    assert changed() == {str(folder): "modified"}
+    (folder / "tags.csv").write_text(tags)
+    assert json.loads(run(["dvc", "status", "--json", "prepare"], copy, env)) == {}
+    (folder / "JPEGImages" / "new.jpg").write_bytes((folder / "tags.csv").read_bytes())
+    assert changed() == {str(folder): "modified"}
+    (folder / "JPEGImages" / "new.jpg").unlink()
+    next((folder / "Annotations").iterdir()).unlink()
+    assert changed() == {str(folder): "modified"}
+
+
+@pytest.mark.e2e
+def test_without_a_scored_list_cams_and_pseudo_masks_are_made_and_not_scored(own_repo):
+    """``splits.score_cams: null``, the thresholds as numbers and no tuning list: what a dataset
+    whose training images have tags and no masks runs with. At the numbers this run had chosen,
+    the CAMs and pseudo-masks are the same files, so nothing trains again: the stages that
+    scored rerun, write no mIoU and say so; the gallery draws from splits.train, without a
+    truth panel where an image has no mask."""
+    root, env = own_repo
+    run(["git", "checkout", "params.yaml"], root, env)
+    cam = _json(root / "data/metrics/make_cam.json")
+    refine = _json(root / "data/metrics/refine.json")
+    unmasked = VOCLayout(root / "data/dataset").ids("train")[0]  # labelled by its XML alone
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["splits"] |= {"score_cams": None, "tune": None}
+    params["cam"]["threshold"] = cam["threshold"]
+    for key in ("bg_threshold", "propagated_bg_threshold"):
+        params["refine"][key] = refine["bg_threshold"]
+    params["gallery"]["ids"] = [unmasked]
+    _write_params(root, params)
+    output = run(["dvc", "repro"], root, {**env, "OMP_NUM_THREADS": "1"})  # as built
+    assert _stagesrun(output) == {"make_cam", "aff_labels", "refine", "gallery", "summary"}
+    assert "CAMs not scored (splits.score_cams)" in output and "pseudo-masks not scored" in output
+    assert _json(root / "data/metrics/make_cam.json") == {"threshold": cam["threshold"]}
+    assert _json(root / "data/metrics/refine.json").keys() == {"ignored_fraction", "bg_threshold"}
+    assert _json(root / "data/metrics/aff_labels.json").keys() == {"ignored_fraction"}
+    summary = _json(root / "data/metrics/summary.json")
+    assert summary["cam_miou"] is None and summary["mask_miou"] is None
+    assert 0 < summary["seg_miou"] <= 1  # the segmenter, trained on the same pseudo-masks
+    sweep = pd.read_csv(root / "data/plots/cam_threshold_sweep.csv")
+    assert sweep["miou"].isna().all() and cam["threshold"] in set(sweep["threshold"])
+    # image, a CAM and a walked CAM per class, confident regions, pseudo-mask and segmenter:
+    # no truth panel
+    classes = len(VOCLayout(root / "data/dataset").labels[unmasked])
+    width = Image.open(root / "data/gallery" / f"{unmasked}.png").width
+    assert width == (4 + 2 * classes) * params["gallery"]["size"]

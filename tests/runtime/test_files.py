@@ -226,3 +226,20 @@ def test_outputs_written_together_are_swapped_in_together(tmp_path):
     assert (folder / "a.npz").read_text() == "new"
     assert '"miou": 0.2' in (tmp_path / "m.json").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam", "m.json"]
+
+
+def test_a_file_inside_a_folder_being_written_is_in_place_at_once(tmp_path):
+    """Among outputs swapped in together, the files written into another output's temporary
+    folder (one CAM file per image) are renamed when written, not at the end: a torchrun
+    worker's own files would otherwise be renamed after the main process had moved the folder
+    (make_cam in two processes failed so, now and then, under load)."""
+    from destseg.runtime.files import outputs_together
+
+    with outputs_together():
+        with atomic_path(tmp_path / "cam", directory=True, owner="t") as folder:
+            with atomic_path(folder / "a.npz") as tmp:
+                tmp.write_text("cam")
+            assert sorted(p.name for p in folder.iterdir()) == [MARKER, "a.npz"]
+        write_json(tmp_path / "m.json", {})
+        assert not (tmp_path / "cam").exists()  # the folder itself still waits
+    assert (tmp_path / "cam" / "a.npz").read_text() == "cam"

@@ -145,24 +145,24 @@ def test_validating_on_a_list_without_masks_is_refused_before_training(tmp_path,
 
 
 def test_more_processes_than_gpus_are_refused_before_they_start(monkeypatch):
-    from stages.cli import StageError
+    from stages.cli import InputError
     from stages.torchrun import run_in_workers
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(
-        StageError, match=r"dist\.nproc: 2 processes need 2 GPUs, and 1 are visible"
+        InputError, match=r"dist\.nproc: 2 processes need 2 GPUs, and 1 are visible"
     ):
         run_in_workers(2, "stages.train_cls", torch.device("cuda"))
 
 
 def test_more_processes_than_cpu_cores_are_refused_before_they_start(monkeypatch):
-    from stages.cli import StageError
+    from stages.cli import InputError
     from stages.torchrun import run_in_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    with pytest.raises(StageError, match=r"dist\.nproc: 64 processes on the CPU, and this"):
+    with pytest.raises(InputError, match=r"dist\.nproc: 64 processes on the CPU, and this"):
         run_in_workers(64, "stages.train_cls", torch.device("cpu"))
-    with pytest.raises(StageError, match="may use 2 cores"):
+    with pytest.raises(InputError, match="may use 2 cores"):
         run_in_workers(3, "stages.refine")  # the CRF stages: no device, always the CPU
 
 

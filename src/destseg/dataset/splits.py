@@ -1,11 +1,11 @@
 """Which images a stage labels, scores and tunes on, and the rules between those lists.
 
 The CAM and refinement stages label every image of the training list (``splits.train``),
-score those of the reported list (``splits.score_cams``) and choose their ``auto`` thresholds
-on the tuning list (``splits.tune``). Both lists must lie inside the training list (the
-classifier saw their images as it saw the rest), and they must not meet: a threshold chosen
-on the reported images is an oracle, not a result. Messages name the params that hold the
-lists.
+score those of the reported list (``splits.score_cams``; none without one: a dataset whose
+training images have tags and no masks) and choose their ``auto`` thresholds on the tuning
+list (``splits.tune``). Both lists must lie inside the training list (the classifier saw their
+images as it saw the rest), and they must not meet: a threshold chosen on the reported images
+is an oracle, not a result. Messages name the params that hold the lists.
 """
 
 from __future__ import annotations
@@ -17,17 +17,25 @@ class SplitError(ValueError):
     """Lists that break the rules above; the message names the param and an image."""
 
 
-def cam_ids(layout: VOCLayout, train: str, score_cams: str) -> tuple[list[str], set[str]]:
+def cam_ids(
+    layout: VOCLayout, train: str, score_cams: str | None
+) -> tuple[list[str], set[str]]:
     """The images that get CAMs and pseudo-masks (list ``train``), and those of them that are
-    scored (list ``score_cams``, which must lie inside ``train``)."""
+    scored (list ``score_cams``, which must lie inside ``train``; None: none)."""
     ids = layout.ids(train)
+    if score_cams is None:
+        return ids, set()
     scored = layout.ids(score_cams)
     _inside_train("score_cams", layout, score_cams, scored, train, ids)
     return ids, set(scored)
 
 
 def tuning_ids(
-    layout: VOCLayout, train: str, score_cams: str, tune: str | None, wanted_by: str | None
+    layout: VOCLayout,
+    train: str,
+    score_cams: str | None,
+    tune: str | None,
+    wanted_by: str | None,
 ) -> list[str]:
     """The images of list ``tune`` (inside ``train``, outside ``score_cams``), or none without
     a tuning list. ``wanted_by`` names a param set to ``auto``, which needs a non-empty list."""
@@ -42,7 +50,7 @@ def tuning_ids(
     if wanted_by and not ids:
         raise SplitError(f"{wanted_by}: auto needs images, and {layout.split_path(tune)} is empty")
     _inside_train("tune", layout, tune, ids, train, layout.ids(train))
-    reported = sorted(set(ids) & set(layout.ids(score_cams)))
+    reported = sorted(set(ids) & set(layout.ids(score_cams) if score_cams else ()))
     if reported:
         raise SplitError(
             f"splits.tune: {len(reported)} images of {layout.split_path(tune)} are also in "
@@ -64,7 +72,7 @@ def _inside_train(
 
 
 def check_lists(
-    layout: VOCLayout, train: str, val: str, score_cams: str, tune: str | None
+    layout: VOCLayout, train: str, val: str, score_cams: str | None, tune: str | None
 ) -> None:
     """Every rule between the lists, checked at once, before the first training: that each
     named list exists, that ``score_cams`` and ``tune`` lie inside ``train`` without meeting,

@@ -69,7 +69,8 @@ def label_split(
     """Label every image of ``ids`` with ``labeller`` into ``out_dir`` (``workers`` processes in
     all, shared out over the ``world``)
     and score the images of ``scored``: mIoU, foreground precision and recall over the pixels
-    that got a label, and the share of pixels left at 255 over all of ``ids``; with the
+    that got a label (none of these without scored images), and the share of pixels left at
+    255 over all of ``ids``; with the
     confusion matrix of the scored images these come from. In a ``world`` of several
     processes each labels its shard of ``ids`` and the counts are summed over all."""
     world = world or World()
@@ -92,6 +93,8 @@ def label_split(
         pixels += image_pixels
     confusion = world.sum(confusion)
     ignored, pixels = world.sum(np.array([ignored, pixels], dtype=np.int64)).tolist()
+    if not scored:  # nothing to score against (no masks): the share of 255 alone
+        return {"ignored_fraction": ignored / pixels}, confusion
     precision, recall = foreground_precision_recall(confusion)
     scores = {
         "miou": segmentation_scores(confusion)["miou"],

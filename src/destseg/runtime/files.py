@@ -60,6 +60,11 @@ def temporary_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return final.with_name(f".{final.name}.tmp"), final.with_name(f".{final.name}.old")
 
 
+def _is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named as :func:`temporary_paths` names an output being written."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -295,7 +300,11 @@ def _replacing(final: Path, directory: bool, owner: str | None) -> Iterator[Path
     later = False
     try:
         yield tmp
-        if _deferred:  # swapped in with the stage's other outputs (outputs_together)
+        # swapped in with the stage's other outputs (outputs_together), unless it lies in the
+        # temporary folder of another output, which is swapped in as a whole: deferred, a
+        # torchrun worker's files there would be renamed after the main process had moved
+        # that folder onto its final name
+        if _deferred and not _is_temporary(final.parent):
             _deferred[-1].append((final, directory))
             later = True
         else:

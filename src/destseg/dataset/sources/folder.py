@@ -85,12 +85,18 @@ def read_tags(path: Path, classes: list[str]) -> dict[str, list[int]]:
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as err:
         raise DatasetError(f"{path}: not a readable text file ({err})") from None
-    if path.suffix.lower() == ".json":
+    suffix = path.suffix.lower()
+    if suffix == ".json":
         rows = _json_tags(path, text)
-    elif path.suffix.lower() == ".csv":
+    elif suffix == ".jsonl":
+        rows = _jsonl_tags(path, text)
+    elif suffix == ".csv":
         rows = _csv_tags(path, text)
     else:
-        raise DatasetError(f"{path}: a tags file is .csv (image,tags) or .json ({{id: [names]}})")
+        raise DatasetError(
+            f"{path}: a tags file is .csv (image,tags), .json ({{id: [names]}}) or .jsonl "
+            '(one {"image": id, "tags": [names]} per line)'
+        )
     index = {name: i for i, name in enumerate(classes)}
     tags: dict[str, list[int]] = {}
     for where, image, names in rows:
@@ -159,9 +165,21 @@ def read_lists(root: Path) -> dict[str, list[str]]:
     return lists
 
 
+# what a user's images may be instead of JPEG: named when <id>.jpg is missing
+OTHER_IMAGE_SUFFIXES = (".jpeg", ".JPG", ".JPEG", ".png", ".PNG", ".webp", ".bmp", ".tif", ".tiff")
+
+
 def check_image(path: Path) -> tuple[int, int]:
     """The (width, height) of an RGB or greyscale image whose every pixel decodes."""
     if not path.is_file():
+        others = [path.with_suffix(s) for s in OTHER_IMAGE_SUFFIXES]
+        found = next((other for other in others if other.is_file()), None)
+        if found is not None:
+            raise DatasetError(
+                f"{found}: the folder source reads JPEG images named <id>.jpg (the dataset it "
+                f"writes is VOC's layout); convert it to {path.name}, e.g. with Pillow: "
+                "Image.open(src).convert('RGB').save(dst, quality=95)"
+            )
         raise DatasetError(f"{path}: image not found")
     try:
         with open_image(path) as image:
@@ -193,6 +211,29 @@ def check_mask(path: Path, size: tuple[int, int], num_classes: int) -> np.ndarra
     return mask
 
 
+def _jsonl_tags(path: Path, text: str) -> list[tuple[str, str, list[str]]]:
+    """JSON Lines, as Hugging Face's ``metadata.jsonl``: one object per line with ``image``
+    (an id or its .jpg name) and ``tags`` (a list of class names); blank lines are skipped."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{where}: not valid JSON ({err.msg})") from None
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("image"), str)
+            and isinstance(row.get("tags"), list)
+            and all(isinstance(n, str) for n in row["tags"])
+        ):
+            raise DatasetError(f'{where}: expected {{"image": "<id>", "tags": ["<name>", ...]}}')
+        rows.append((where, row["image"], row["tags"]))
+    return rows
+
+
 def image_labels(
     image: tuple[str, list[int] | None], root: Path, classes: list[str]
 ) -> list[int]:
@@ -206,6 +247,13 @@ def image_labels(
     inside(root, mask_path), inside(root, xml_path)
     mask = check_mask(mask_path, size, len(classes)) if mask_path.is_file() else None
     if tags is not None:
+        in_mask = labels_from_mask(mask) if mask is not None else tags
+        if in_mask != tags:  # one of the two is wrong, and the run would not say which
+            raise DatasetError(
+                f"{mask_path}: the mask holds {[classes[c] for c in in_mask]} and the tags file "
+                f"(data.folder.tags) says {[classes[c] for c in tags]} for {image_id}: correct "
+                "one of them"
+            )
         return tags
     if xml_path.is_file():
         return labels_from_xml(xml_path, classes)

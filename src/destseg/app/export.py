@@ -1,9 +1,9 @@
-"""Export the pipeline's segmenter to TorchScript and ONNX, each checked before it is written.
+"""``destseg export``: the segmenter in TorchScript and ONNX, each checked before it is written.
 
-    python scripts/export_segmenter.py --out exported                   # both formats
-    python scripts/export_segmenter.py --format torchscript --check photos/
+    destseg export --out exported                   # both formats
+    destseg export --format torchscript --check photos/
 
-writes into ``--out`` (replaced only if this script wrote it):
+writes into ``--out`` (replaced only if this command wrote it):
 
 - ``segmenter.torchscript.pt``: ``torch.jit.load`` it (or libtorch in C++), no project code
   needed. torch 2.14 marks TorchScript deprecated in favour of ``torch.export`` (its
@@ -17,8 +17,8 @@ writes into ``--out`` (replaced only if this script wrote it):
   deviation) and the network's config.
 
 Both take a normalised image of any size of at least 32 pixels a side and return logits at its
-size; the label map is their argmax over classes: one scale without flip (``predict.py`` at
-``evaluate.scales: [1.0]``, ``flip: false``). Before a file is written, the export runs on the
+size; the label map is their argmax over classes: one scale without flip (what ``destseg
+predict`` gives with its defaults). Before a file is written, the export runs on the
 ``--check`` images (files or folders; without them, two random images of different shapes) and
 its logits are compared with the segmenter's own: the largest difference is printed and an export
 that differs by more than ``--tolerance`` or labels one pixel otherwise is refused.
@@ -27,31 +27,22 @@ that differs by more than ``--tolerance`` or labels one pixel otherwise is refus
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import torch
 import typer
 
-# the checkout's own library and stages, whichever copy of destseg is installed
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from predict import image_files
-
-from destseg.dataset.layout import VOCLayout, load_image
+from destseg.app.predict import DatasetOption, ModelOption, class_names, image_files
+from destseg.dataset.layout import load_image
 from destseg.dataset.torch_dataset import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
-from destseg.models.model_file import load_model, stored_classes
+from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.files import atomic_path
-from stages.cli import DatasetOption, StageError, check_outputs, reported, require
+from destseg.runtime.shell import InputError, check_outputs
 
-app = typer.Typer(add_completion=False, help=__doc__)
-
-Format = Literal["torchscript", "onnx"]
 # the sides of the example traced and of the random check images: a landscape and a portrait
 EXAMPLE = (96, 128)
 RANDOM_CHECKS = ((80, 60), (64, 112))
@@ -60,7 +51,7 @@ MIN_SIDE = 32  # smaller inputs pool to nothing in the backbone
 
 def check_inputs(paths: list[Path]) -> list[torch.Tensor]:
     """The normalised images (1, 3, H, W) to check an export on: those of ``paths`` (files, and
-    the files of folders, taken as ``predict.py`` takes them: other files named in a warning),
+    the files of folders, taken as ``destseg predict`` takes them: other files named in a warning),
     or two seeded random ones of different shapes."""
     if not paths:
         generator = torch.Generator().manual_seed(0)
@@ -137,18 +128,14 @@ def _onnx_available() -> None:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as err:
-        raise StageError(
+        raise InputError(
             f"--format onnx needs the onnx extra ({err.name} is not installed): "
             "pip install -e '.[onnx]'"
         ) from None
 
 
-@app.command()
-@reported
 def main(
-    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
-        "data/train_seg/model.pt"
-    ),
+    model_path: ModelOption = Path("data/train_seg/model.pt"),
     out: Annotated[Path, typer.Option(help="Folder of the exported files.")] = Path("exported"),
     formats: Annotated[
         list[str] | None, typer.Option("--format", help="torchscript or onnx (repeat; both).")
@@ -165,19 +152,16 @@ def main(
     chosen = list(dict.fromkeys(formats or ["torchscript", "onnx"]))
     unknown = [name for name in chosen if name not in EXPORTS]
     if unknown:
-        raise StageError(f"--format {unknown[0]}: choose torchscript or onnx")
+        raise InputError(f"--format {unknown[0]}: choose torchscript or onnx")
     if "onnx" in chosen:
         _onnx_available()
-    check_outputs("export_segmenter", folders=[out])
-    model_path = require(model_path, "segmenter model file (run train_seg)")
-    model, config = load_model(model_path, Segmenter, torch.device("cpu"))
+    check_outputs("export", folders=[out])
+    classes = class_names(model_path, dataset)
+    model, config = load_model(model_path, Segmenter, torch.device("cpu"), len(classes))
     images = check_inputs(list(check or []))
     small = [tuple(i.shape[-2:]) for i in images if min(i.shape[-2:]) < MIN_SIDE]
     if small:
-        raise StageError(f"--check: an image of {small[0]} pixels; each side needs {MIN_SIDE}")
-    classes = stored_classes(model_path)
-    if classes is None:  # a model file written before they were stored: its dataset's
-        classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
+        raise InputError(f"--check: an image of {small[0]} pixels; each side needs {MIN_SIDE}")
     info = {
         "classes": classes,
         "input": {
@@ -189,7 +173,7 @@ def main(
         "output": "logits N, C, H, W; the label map is their argmax over C",
         "config": config,
     }
-    with atomic_path(out, directory=True, owner="export_segmenter") as tmp:
+    with atomic_path(out, directory=True, owner="export") as tmp:
         for name in chosen:
             file, export, load = EXPORTS[name]
             export(model, tmp / file)
@@ -199,10 +183,7 @@ def main(
                 f"{relabelled} pixels labelled otherwise (tolerance {tolerance:g})"
             )
             if largest > tolerance or relabelled:
-                raise StageError(f"{name}: the export differs from the segmenter; not written")
+                raise InputError(f"{name}: the export differs from the segmenter; not written")
         (tmp / "segmenter.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"export: {', '.join(EXPORTS[n][0] for n in chosen)} and segmenter.json -> {out}")
 
-
-if __name__ == "__main__":
-    app()

@@ -1,23 +1,18 @@
-"""scripts/predict.py: new images of any common format segmented into label maps, overlays with
+"""destseg predict: new images of any common format segmented into label maps, overlays with
 class names and a contact sheet; nothing left out without a word."""
-
-import sys
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from conftest import ROOT, listed
 from PIL import Image
 from typer.testing import CliRunner
 
+from destseg.app import predict
+from destseg.app.main import app
 from destseg.dataset.layout import VOCLayout, load_mask
 from destseg.models.model_file import build_model, save_model
 from destseg.models.segmenter import Segmenter
-
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import predict
 
 CLASSES = ["background", "leaf", "stem", "flower"]
 
@@ -34,16 +29,17 @@ def _setup(tmp_path):
         pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
         Image.fromarray(pixels).save(new / name)
     (new / "notes.txt").write_text("not an image")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["device"] = "cpu"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return new
 
 
-def _invoke(tmp_path, *inputs):
-    args = [*map(str, inputs), "--params", str(tmp_path / "params.yaml")]
+# evaluate's scales and flip in params.yaml, on the CPU
+EVALUATE = ["--scale", "1.0", "--scale", "0.5", "--scale", "1.5", "--flip", "--device", "cpu"]
+
+
+def _invoke(tmp_path, *inputs, options=EVALUATE):
+    args = ["predict", *map(str, inputs), *options]
     args += ["--dataset", str(tmp_path / "dataset"), "--model", str(tmp_path / "model.pt")]
-    return CliRunner().invoke(predict.app, [*args, "--out", str(tmp_path / "out")])
+    return CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
 
 
 def test_every_image_format_gets_a_label_map_an_overlay_and_a_row_of_the_sheet(tmp_path):
@@ -100,13 +96,10 @@ def test_an_image_that_does_not_decode_and_colliding_names_are_refused_by_name(t
 
 
 def test_the_documented_loading_code_gives_predicts_label_map(tmp_path, monkeypatch):
-    """docs/datasets.md's plain-PyTorch lines, run as written, against scripts/predict.py at
-    one scale without flip."""
+    """docs/datasets.md's plain-PyTorch lines, run as written, against destseg predict with its
+    defaults (one scale without flip)."""
     new = _setup(tmp_path)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["evaluate"] |= {"scales": [1.0], "flip": False}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    assert _invoke(tmp_path, new / "a.jpg").exit_code == 0
+    assert _invoke(tmp_path, new / "a.jpg", options=["--device", "cpu"]).exit_code == 0
     text = (ROOT / "docs" / "datasets.md").read_text()
     code = text.split("In\nyour own code")[1].split("```python\n")[1].split("```")[0]
     (tmp_path / "data" / "train_seg").mkdir(parents=True)
@@ -134,12 +127,10 @@ def test_crf_refines_each_prediction_with_the_refine_stages_kernels(tmp_path):
     new = _setup(tmp_path)
     result = _invoke(tmp_path, new / "a.jpg", "--crf")
     assert result.exit_code == 0, result.output
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     model, _ = load_model(tmp_path / "model.pt", Segmenter, torch.device("cpu"))
     image = load_image(new / "a.jpg")
-    scales, flip = params["evaluate"]["scales"], params["evaluate"]["flip"]
-    probs = segment(model, image_to_tensor(image), scales, flip).numpy()
-    refined = DenseCRF(**params["refine"]["crf"])(image, probs).argmax(0)
+    probs = segment(model, image_to_tensor(image), [1.0, 0.5, 1.5], True).numpy()
+    refined = DenseCRF()(image, probs).argmax(0)
     written = load_mask(tmp_path / "out" / "a.png")
     assert np.array_equal(written, refined)
     assert not np.array_equal(written, probs.argmax(0))  # the CRF did change the map

@@ -2,8 +2,8 @@
 number of classes, output stride, the classifier's modules), its class names, its size, and the
 input every network of the pipeline expects.
 
-    python scripts/model_info.py data/train_seg/model.pt
-    python scripts/model_info.py data/train_cls/model.pt --json
+    destseg info data/train_seg/model.pt
+    destseg info data/train_cls/model.pt --json
 
 Read with ``weights_only=True`` like every model file of the pipeline: a file that would run code
 is refused, not opened.
@@ -12,22 +12,15 @@ is refused, not opened.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-# the checkout's own library and stages, whichever copy of destseg is installed
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
 from destseg.dataset.torch_dataset import IMAGENET_MEAN, IMAGENET_STD
 from destseg.models.model_file import stored_classes
 from destseg.runtime import torch_files
-from stages.cli import StageError, reported, require
-
-app = typer.Typer(add_completion=False, help=__doc__)
+from destseg.runtime.shell import InputError, require
 
 KINDS = ("classifier", "segmenter", "affinity")
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -43,7 +36,7 @@ def describe(path: Path) -> dict:
     state = torch_files.load(require(path, "model file"), map_location="cpu")
     if not isinstance(state, dict) or state.get("kind") not in KINDS:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise StageError(f"{path}: not a model file of the pipeline (kind {found!r})")
+        raise InputError(f"{path}: not a model file of the pipeline (kind {found!r})")
     weights = state.get("state_dict", {})
     return {
         "kind": state["kind"],
@@ -63,13 +56,11 @@ def describe(path: Path) -> dict:
     }
 
 
-@app.command()
-@reported
 def main(
     path: Annotated[Path, typer.Argument(help="A model file (data/<stage>/model.pt).")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Print what the model file holds."""
+    """Print what a model file holds: kind, config, class names, input and output."""
     info = describe(path)
     if as_json:
         print(json.dumps(info, indent=2))
@@ -83,6 +74,3 @@ def main(
     print(f"         mean {inputs['mean']}, std {inputs['std']}")
     print(f"  output: {info['output']}")
 
-
-if __name__ == "__main__":
-    app()

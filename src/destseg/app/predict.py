@@ -1,14 +1,14 @@
-"""Segment new images with the pipeline's segmenter: label maps, overlays with class names, one
-contact sheet.
+"""``destseg predict``: segment new images with a segmenter model file: label maps, overlays with
+class names, one contact sheet.
 
-    python scripts/predict.py photos/ more/img_001.png --out predictions
+    destseg predict photos/ more/img_001.png --out predictions
 
 Files and folders are taken as given (a folder: every file in it, not its subfolders). Every
 image any common format holds (JPEG, PNG, WebP, BMP, TIFF, GIF: whatever Pillow reads) is
-segmented with the ``evaluate`` params of params.yaml (scales, flip), its ``device`` and ``amp``,
-as the evaluate stage does (with ``--crf``, then refined by the dense CRF of ``refine.crf``); a
-file that is not an image is named in one warning line, never skipped silently, and an image
-that does not decode stops the run naming it. ``--out`` then holds
+segmented as the evaluate stage segments (``--scale`` repeated for several scales, ``--flip`` for
+the mirrored image too; with ``--crf``, then refined by a dense CRF with DeepLab's kernels, the
+defaults of ``refine.crf``); a file that is not an image is named in one warning line, never
+skipped silently, and an image that does not decode stops the run naming it. ``--out`` then holds
 
 - ``<name>.png``: the label map, one class index per pixel (VOC palette, 0 background);
 - ``<name>_overlay.png``: the image, the prediction over it, and a legend of the class names;
@@ -22,18 +22,15 @@ overwrite each other.
 
 from __future__ import annotations
 
-import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 import typer
 from PIL import Image
-
-# the checkout's own library and stages, whichever copy of destseg is installed
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from destseg.dataset.layout import DECODE_ERRORS, VOCLayout, load_image, save_mask
 from destseg.dataset.torch_dataset import image_to_tensor
@@ -42,16 +39,10 @@ from destseg.figures.gallery import figure, label_overlay, legend_for
 from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
 from destseg.refine.crf import DenseCRF
-from destseg.runtime.device import resolve_device, resolve_precision
+from destseg.runtime.device import Precision, resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
 from destseg.runtime.pace import paced
-from stages.cli import DatasetOption, ParamsOption, StageError, check_outputs, reported, require
-from stages.params.evaluate import EvaluateParams
-from stages.params.reader import read_params
-from stages.params.refine import RefineParams
-from stages.params.run import read_run
-
-app = typer.Typer(add_completion=False, help=__doc__)
+from destseg.runtime.shell import InputError, check_outputs, require
 
 # the longer side of each tile of the overlay figure and of the contact sheet
 TILE = 320
@@ -80,11 +71,11 @@ def image_files(inputs: list[Path]) -> list[Path]:
         shown = ", ".join(str(p) for p in others[:3]) + (", ..." if len(others) > 3 else "")
         warnings.warn(f"{len(others)} files are not images and are left out: {shown}", stacklevel=2)
     if not images:
-        raise StageError(f"{', '.join(map(str, inputs))}: no image to segment")
+        raise InputError(f"{', '.join(map(str, inputs))}: no image to segment")
     names: dict[str, Path] = {}
     for path in images:
         if path.stem in names:
-            raise StageError(
+            raise InputError(
                 f"{names[path.stem]} and {path}: one output name ({path.stem}.png) for two images"
             )
         names[path.stem] = path
@@ -100,43 +91,87 @@ def labels_of(probs: np.ndarray, image: np.ndarray, dense: DenseCRF | None) -> n
     return probs.argmax(0).astype(np.uint8)
 
 
-@app.command()
-@reported
-def main(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders of images.")],
-    params: ParamsOption = Path("params.yaml"),
-    dataset: DatasetOption = Path("data/dataset"),
-    model_path: Annotated[Path, typer.Option("--model", help="Segmenter model file.")] = Path(
-        "data/train_seg/model.pt"
-    ),
-    out: Annotated[Path, typer.Option(help="Folder of label maps and overlays.")] = Path(
-        "predictions"
-    ),
-    crf: Annotated[
-        bool, typer.Option("--crf", help="Refine each prediction with refine.crf's dense CRF.")
-    ] = False,
-) -> None:
-    """Segment every image of INPUTS into --out."""
-    check_outputs("predict", folders=[out])
-    p = read_params(params, "evaluate", EvaluateParams)
-    run = read_run(params)
-    dense = None
-    if crf:
-        dense = DenseCRF(**read_params(params, "refine", RefineParams).crf.model_dump())
+
+ModelOption = Annotated[Path, typer.Option("--model", help="Segmenter model file.")]
+DatasetOption = Annotated[
+    Path, typer.Option(help="Dataset naming the classes, for model files without them.")
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA if present) | cpu | cuda | cuda:N.")
+]
+AmpOption = Annotated[str, typer.Option("--amp", help="Mixed precision: auto | bf16 | fp16 | off.")]
+
+
+def class_names(model_path: Path, dataset: Path) -> list[str]:
+    """The class names, background first: those the model file carries, else the dataset's."""
     classes = stored_classes(require(model_path, "segmenter model file (run train_seg)"))
     if classes is None:  # a model file written before they were stored
         classes = VOCLayout(require(dataset, "dataset the segmenter was trained on")).classes
+    return classes
+
+
+def check_scales(scales: Sequence[float]) -> list[float]:
+    """``scales`` if each is a positive, finite factor of the image size."""
+    for scale in scales:
+        if not 0 < scale <= 8:
+            raise InputError(f"--scale {scale}: a factor of the image size in (0, 8]")
+    return list(scales)
+
+
+def main(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders of images.")],
+    model_path: ModelOption = Path("data/train_seg/model.pt"),
+    out: Annotated[Path, typer.Option(help="Folder of label maps and overlays.")] = Path(
+        "predictions"
+    ),
+    scales: Annotated[
+        list[float] | None,
+        typer.Option("--scale", help="Scale of the image (repeat to average several; 1.0)."),
+    ] = None,
+    flip: Annotated[
+        bool, typer.Option(help="Average with the mirrored image's prediction.")
+    ] = False,
+    crf: Annotated[
+        bool, typer.Option("--crf", help="Refine each prediction with a dense CRF.")
+    ] = False,
+    device_name: DeviceOption = "auto",
+    amp_name: AmpOption = "auto",
+    dataset: DatasetOption = Path("data/dataset"),
+) -> None:
+    """Segment every image of INPUTS into --out: label maps, overlays naming the classes, a
+    contact sheet."""
+    check_outputs("predict", folders=[out])
+    chosen = check_scales(scales or [1.0])
+    classes = class_names(model_path, dataset)
     paths = image_files(inputs)
-    device = resolve_device(run.device)
+    device = resolve_device(device_name)
     model, _ = load_model(model_path, Segmenter, device, len(classes))
-    amp = resolve_precision(run.amp, device)
+    amp = resolve_precision(amp_name, device)
     amp.place(model)
+    dense = DenseCRF() if crf else None
+    write_predictions(model, paths, out, classes, chosen, flip, dense, amp)
+    print(f"predict: {len(paths)} images -> {out} (label maps, overlays, contact_sheet.png)")
+
+
+def write_predictions(
+    model: torch.nn.Module,
+    paths: list[Path],
+    out: Path,
+    classes: list[str],
+    scales: Sequence[float],
+    flip: bool,
+    dense: DenseCRF | None,
+    amp: Precision,
+) -> None:
+    """Write into ``out`` (replaced as a whole) the label map and the overlay of each image of
+    ``paths``, and the contact sheet of all."""
+    device = next(model.parameters()).device
     rows = []
     with atomic_path(out, directory=True, owner="predict") as tmp:
         for path in paced(paths, len(paths), "predict"):
             image = load_image(path)
             with amp.autocast():
-                probs = segment(model, image_to_tensor(image).to(device), p.scales, p.flip)
+                probs = segment(model, image_to_tensor(image).to(device), scales, flip)
             labels = labels_of(probs.float().cpu().numpy(), image, dense)
             save_mask(tmp / f"{path.stem}.png", labels)
             panels = [(path.name, image), ("prediction", label_overlay(image, labels))]
@@ -150,8 +185,3 @@ def main(
             contact.paste(row, (0, y))
             y += row.height
         contact.save(tmp / "contact_sheet.png")
-    print(f"predict: {len(paths)} images -> {out} (label maps, overlays, contact_sheet.png)")
-
-
-if __name__ == "__main__":
-    app()

@@ -1,4 +1,4 @@
-"""scripts/export_segmenter.py: TorchScript and ONNX files that label every pixel as the
+"""destseg export: TorchScript and ONNX files that label every pixel as the
 segmenter does, checked before they are written; bad requests refused in one line."""
 
 import json
@@ -7,17 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
 from PIL import Image
 from typer.testing import CliRunner
 
+from destseg.app.main import app
 from destseg.evaluation.inference import predict
-from destseg.models.model_file import build_model, save_model
+from destseg.models.model_file import build_model, load_model, save_model
 from destseg.models.segmenter import Segmenter
-
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import export_segmenter
 
 CLASSES = ["background", "leaf", "stem"]
 
@@ -37,7 +33,7 @@ def _model(tmp_path):
 
 def _invoke(tmp_path, *args):
     base = ["--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "exported")]
-    return CliRunner().invoke(export_segmenter.app, [*base, *args])
+    return CliRunner().invoke(app, ["export", *base, *args])
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -57,7 +53,7 @@ def test_both_exports_label_new_images_as_predict_does(tmp_path):
     pixels = np.random.default_rng(1).integers(0, 255, (50, 90, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "new.png")
     expected = predict(
-        export_segmenter.load_model(tmp_path / "model.pt", Segmenter, torch.device("cpu"))[0],
+        load_model(tmp_path / "model.pt", Segmenter, torch.device("cpu"))[0],
         tmp_path / "new.png",
         [1.0],
         False,
