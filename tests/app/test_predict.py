@@ -134,3 +134,20 @@ def test_crf_refines_each_prediction_with_the_refine_stages_kernels(tmp_path):
     written = load_mask(tmp_path / "out" / "a.png")
     assert np.array_equal(written, refined)
     assert not np.array_equal(written, probs.argmax(0))  # the CRF did change the map
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--scale", "0"], "--scale 0.0: a factor of the image size in (0, 8]"),
+        (["--scale", "nan"], "--scale nan: a factor of the image size"),
+        (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
+        (["--amp", "fp8"], "--amp fp8: choose one of auto, bf16, fp16, off"),
+    ],
+)
+def test_a_bad_option_is_one_line_naming_it_before_any_work(tmp_path, options, expected):
+    new = _setup(tmp_path)
+    result = _invoke(tmp_path, new / "a.jpg", options=options)
+    assert result.exit_code == 1 and f"error: {expected}" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()

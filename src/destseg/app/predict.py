@@ -22,6 +22,7 @@ overwrite each other.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from destseg.figures.gallery import figure, label_overlay, legend_for
 from destseg.models.model_file import load_model, stored_classes
 from destseg.models.segmenter import Segmenter
 from destseg.refine.crf import DenseCRF
-from destseg.runtime.device import Precision, resolve_device, resolve_precision
+from destseg.runtime.device import AMP_MODES, Precision, resolve_device, resolve_precision
 from destseg.runtime.files import atomic_path
 from destseg.runtime.pace import paced
 from destseg.runtime.shell import InputError, check_outputs, require
@@ -118,6 +119,19 @@ def check_scales(scales: Sequence[float]) -> list[float]:
     return list(scales)
 
 
+def chosen_device(device: str, amp: str) -> tuple[torch.device, Precision]:
+    """The ``--device`` and its ``--amp`` precision, each refused in one line naming it."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise InputError(f"--device {device}: choose auto, cpu, cuda or cuda:N")
+    if amp not in AMP_MODES:
+        raise InputError(f"--amp {amp}: choose one of {', '.join(AMP_MODES)}")
+    try:
+        resolved = resolve_device(device)
+    except ValueError as err:
+        raise InputError(f"--device {device}: {err}") from None
+    return resolved, resolve_precision(amp, resolved)
+
+
 def main(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders of images.")],
     model_path: ModelOption = Path("data/train_seg/model.pt"),
@@ -142,11 +156,10 @@ def main(
     contact sheet."""
     check_outputs("predict", folders=[out])
     chosen = check_scales(scales or [1.0])
+    device, amp = chosen_device(device_name, amp_name)
     classes = class_names(model_path, dataset)
     paths = image_files(inputs)
-    device = resolve_device(device_name)
     model, _ = load_model(model_path, Segmenter, device, len(classes))
-    amp = resolve_precision(amp_name, device)
     amp.place(model)
     dense = DenseCRF() if crf else None
     write_predictions(model, paths, out, classes, chosen, flip, dense, amp)
