@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 from destseg.runtime.pace import paced
@@ -32,9 +33,11 @@ def parallel_map(
     One worker runs in this process, which keeps tracebacks and debuggers simple.
 
     Workers leave interrupts to this process: they ignore Ctrl-C (this process gets it too and
-    stops the pool), die on SIGTERM without a word, and die with this process when it is killed
+    kills them), die on SIGTERM without a word, and die with this process when it is killed
     (``kill -9``), instead of each printing a BrokenPipeError traceback when it finds nobody to
-    hand its result to.
+    hand its result to. The items go to ``concurrent.futures``' executor in chunks: its
+    clean-up after an error does not wait on a thread as ``multiprocessing.Pool.terminate``
+    did, which once stayed stuck for minutes after a worker's error (docs/testing.md).
     """
     items = list(items)
     workers = min(workers, len(items))
@@ -42,13 +45,36 @@ def parallel_map(
     if workers <= 1:
         yield from paced(map(fn, items), len(items), description, quiet=quiet)
         return
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_quiet_worker, initargs=(os.getpid(),)) as pool:
-        chunksize = max(1, len(items) // (workers * 8))
-        imap = pool.imap if ordered else pool.imap_unordered
-        yield from paced(
-            imap(fn, items, chunksize=chunksize), len(items), description, quiet=quiet
-        )
+    size = max(1, len(items) // (workers * 8))
+    chunks = [items[start : start + size] for start in range(0, len(items), size)]
+    others = set(multiprocessing.active_children())
+    executor = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_quiet_worker,
+        initargs=(os.getpid(),),
+    )
+    workers_of_this_map = set()
+    try:
+        futures = [executor.submit(_apply, fn, chunk) for chunk in chunks]
+        # the executor forks all its workers at the first submit (the fork context)
+        workers_of_this_map = set(multiprocessing.active_children()) - others
+        done = futures if ordered else as_completed(futures)
+        results = (result for future in done for result in future.result())
+        yield from paced(results, len(items), description, quiet=quiet)
+    except BaseException:
+        # an error or an interrupt: stop the workers now rather than let them finish their
+        # chunks (minutes of CRFs); the executor sees them gone and shuts down
+        for process in workers_of_this_map:
+            process.kill()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _apply(fn: Callable[[T], R], chunk: list[T]) -> list[R]:
+    """``fn`` over one chunk of items, in a worker (module level: it is pickled)."""
+    return [fn(item) for item in chunk]
 
 
 def _quiet_worker(parent: int) -> None:
