@@ -35,9 +35,10 @@ def parallel_map(
     Workers leave interrupts to this process: they ignore Ctrl-C (this process gets it too and
     kills them), die on SIGTERM without a word, and die with this process when it is killed
     (``kill -9``), instead of each printing a BrokenPipeError traceback when it finds nobody to
-    hand its result to. The items go to ``concurrent.futures``' executor in chunks: its
-    clean-up after an error does not wait on a thread as ``multiprocessing.Pool.terminate``
-    did, which once stayed stuck for minutes after a worker's error (docs/testing.md).
+    hand its result to. The items go to ``concurrent.futures``' executor in chunks, and on an
+    error or an interrupt this process kills the workers itself before shutting the executor
+    down (``multiprocessing.Pool.terminate``, used before, once stayed stuck for minutes after
+    a worker's error: docs/testing.md).
     """
     items = list(items)
     workers = min(workers, len(items))
