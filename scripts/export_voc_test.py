@@ -8,7 +8,8 @@ the evaluation server (host.robots.ox.ac.uk, an account is needed). The server w
 with ``comp6`` for methods trained on data beyond VOC 2012 (ImageNet weights, SBD masks: the
 WSSS papers' setting) and ``comp5`` for VOC 2012 data only. Uses the segmenter of the pipeline
 and the ``evaluate`` params (scales, flip), ``device`` and ``amp`` of params.yaml, as the
-evaluate stage does:
+evaluate stage does, through the code of ``destseg predict`` (its label maps, without
+overlays):
 
     python scripts/export_voc_test.py --images VOC2012_test/VOCdevkit/VOC2012/JPEGImages \\
         --list VOC2012_test/VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt
@@ -30,8 +31,9 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from destseg.app.predict import label_maps
 from destseg.dataset.ids import read_id_list
-from destseg.evaluation.inference import export_predictions
+from destseg.dataset.layout import save_mask
 from destseg.models.model_file import load_model
 from destseg.models.segmenter import Segmenter
 from destseg.runtime.device import resolve_device, resolve_precision
@@ -99,9 +101,11 @@ def main(
     model, _ = load_model(model_path, Segmenter, device)
     amp = resolve_precision(run.amp, device)
     amp.place(model)
-    with atomic_path(results, directory=True, owner="export_voc_test") as tmp, amp.autocast():
+    with atomic_path(results, directory=True, owner="export_voc_test") as tmp:
         folder = tmp / "VOC2012" / "Segmentation" / f"{competition}_test_cls"
-        export_predictions(model, paths, p.scales, p.flip, device, folder)
+        folder.mkdir(parents=True)
+        for path, _, labels in label_maps(model, paths, p.scales, p.flip, None, amp):
+            save_mask(folder / f"{path.stem}.png", labels)
     with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
         tar.add(results, arcname="results")
     print(f"export: {len(paths)} predictions -> {archive}")

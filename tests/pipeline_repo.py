@@ -19,6 +19,39 @@ def set_dotted(params: dict, dotted: str, value) -> None:
     params[key] = value
 
 
+# Small enough for CI, learnable enough that every stage must beat the all-background baseline:
+# bodies nearly as salient as parts, no clutter (the rest of params.yaml's data.synthetic)...
+TINY_DATA = {
+    "num_classes": 3,
+    "image_size": 64,
+    "train_images": 24,
+    "val_images": 6,
+    "body_saliency": 0.9,
+    "clutter": 0.0,
+}
+# ... and output stride 8 (at 16 a 64 px image gives 4 x 4 maps).
+TINY_PARAMS = {
+    "cls.crop_size": 64,
+    "cls.batch_size": 4,
+    "cls.epochs": 8,
+    "cls.output_stride": 8,
+    "cam.scales": [1.0, 0.5],
+    "refine.method": "affinity+crf",  # every stage really runs
+    "aff.crop_size": 64,
+    "aff.batch_size": 4,
+    "aff.epochs": 6,
+    "propagate.exp_times": 4,
+    "seg.crop_size": 64,
+    "seg.batch_size": 4,
+    "seg.epochs": 8,
+    "seg.output_stride": 8,
+    "evaluate.scales": [1.0, 0.75],
+    "evaluate.flip": True,
+}
+# the class names a user's folder gives the tiny data's classes
+FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
+
+
 # the real configurations' training crop in their end-to-end runs, whose images have sides of
 # 83 to 160 px (a quarter of VOC's and COCO's)
 TOY_CROP = 128

@@ -18,44 +18,13 @@ import pytest
 import yaml
 from conftest import ROOT, built_once, listed
 from PIL import Image
-from pipeline_repo import dvc_env, own_copy, reproduce, run
+from pipeline_repo import FOLDER_CLASSES, TINY_DATA, TINY_PARAMS, dvc_env, own_copy, reproduce, run
 
 from destseg.dataset.layout import VOCLayout
 from destseg.dataset.sources.synthetic import SyntheticSpec, write_dataset
 from destseg.evaluation.thresholds import candidates
 from destseg.figures.gallery import TITLE_HEIGHT
 from destseg.runtime.torch_files import load as torch_load
-
-# Small enough for CI, learnable enough that every stage must beat the all-background baseline:
-# bodies nearly as salient as parts, no clutter (the rest of params.yaml's data.synthetic)...
-TINY_DATA = {
-    "num_classes": 3,
-    "image_size": 64,
-    "train_images": 24,
-    "val_images": 6,
-    "body_saliency": 0.9,
-    "clutter": 0.0,
-}
-# ... and output stride 8 (at 16 a 64 px image gives 4 x 4 maps).
-TINY_PARAMS = {
-    "cls.crop_size": 64,
-    "cls.batch_size": 4,
-    "cls.epochs": 8,
-    "cls.output_stride": 8,
-    "cam.scales": [1.0, 0.5],
-    "refine.method": "affinity+crf",  # every stage really runs
-    "aff.crop_size": 64,
-    "aff.batch_size": 4,
-    "aff.epochs": 6,
-    "propagate.exp_times": 4,
-    "seg.crop_size": 64,
-    "seg.batch_size": 4,
-    "seg.epochs": 8,
-    "seg.output_stride": 8,
-    "evaluate.scales": [1.0, 0.75],
-    "evaluate.flip": True,
-}
-FOLDER_CLASSES = ["background", "ring", "block", "wedge"]
 
 
 def _user_folder(root):
@@ -560,40 +529,3 @@ def test_a_file_edited_added_or_removed_in_the_users_folder_reruns_prepare(repo,
     (folder / "JPEGImages" / "new.jpg").unlink()
     next((folder / "Annotations").iterdir()).unlink()
     assert changed() == {str(folder): "modified"}
-
-
-@pytest.mark.e2e
-def test_without_a_scored_list_cams_and_pseudo_masks_are_made_and_not_scored(own_repo):
-    """``splits.score_cams: null``, the thresholds as numbers and no tuning list: what a dataset
-    whose training images have tags and no masks runs with. At the numbers this run had chosen,
-    the CAMs and pseudo-masks are the same files, so nothing trains again: the stages that
-    scored rerun, write no mIoU and say so; the gallery draws from splits.train, without a
-    truth panel where an image has no mask."""
-    root, env = own_repo
-    run(["git", "checkout", "params.yaml"], root, env)
-    cam = _json(root / "data/metrics/make_cam.json")
-    refine = _json(root / "data/metrics/refine.json")
-    unmasked = VOCLayout(root / "data/dataset").ids("train")[0]  # labelled by its XML alone
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["splits"] |= {"score_cams": None, "tune": None}
-    params["cam"]["threshold"] = cam["threshold"]
-    for key in ("bg_threshold", "propagated_bg_threshold"):
-        params["refine"][key] = refine["bg_threshold"]
-    params["gallery"]["ids"] = [unmasked]
-    _write_params(root, params)
-    output = run(["dvc", "repro"], root, {**env, "OMP_NUM_THREADS": "1"})  # as built
-    assert _stagesrun(output) == {"make_cam", "aff_labels", "refine", "gallery", "summary"}
-    assert "CAMs not scored (splits.score_cams)" in output and "pseudo-masks not scored" in output
-    assert _json(root / "data/metrics/make_cam.json") == {"threshold": cam["threshold"]}
-    assert _json(root / "data/metrics/refine.json").keys() == {"ignored_fraction", "bg_threshold"}
-    assert _json(root / "data/metrics/aff_labels.json").keys() == {"ignored_fraction"}
-    summary = _json(root / "data/metrics/summary.json")
-    assert summary["cam_miou"] is None and summary["mask_miou"] is None
-    assert 0 < summary["seg_miou"] <= 1  # the segmenter, trained on the same pseudo-masks
-    sweep = pd.read_csv(root / "data/plots/cam_threshold_sweep.csv")
-    assert sweep["miou"].isna().all() and cam["threshold"] in set(sweep["threshold"])
-    # image, a CAM and a walked CAM per class, confident regions, pseudo-mask and segmenter:
-    # no truth panel
-    classes = len(VOCLayout(root / "data/dataset").labels[unmasked])
-    width = Image.open(root / "data/gallery" / f"{unmasked}.png").width
-    assert width == (4 + 2 * classes) * params["gallery"]["size"]

@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from destseg.dataset.layout import load_mask
-from destseg.models.model_file import build_model, save_model
+from destseg.evaluation.inference import predict
+from destseg.models.model_file import build_model, load_model, save_model
 from destseg.models.segmenter import Segmenter
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -45,7 +46,9 @@ def _invoke(tmp_path, *extra):
 
 
 def test_export_writes_the_server_layout_and_archive(tmp_path):
-    _setup(tmp_path)
+    """The label maps are ``destseg predict``'s at evaluate's scales and flip, in the VOC
+    palette, under the server's folders, and the archive holds them."""
+    images = _setup(tmp_path)
     result = _invoke(tmp_path)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / SERVER_DIR
@@ -53,7 +56,13 @@ def test_export_writes_the_server_layout_and_archive(tmp_path):
     first = Image.open(folder / "2008_000001.png")
     assert first.mode == "P" and first.size == (40, 30)
     assert Image.open(folder / "2008_000002.png").size == (24, 36)
-    assert load_mask(folder / "2008_000001.png").max() < 4
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())["evaluate"]
+    model = load_model(tmp_path / "model.pt", Segmenter, torch.device("cpu"))[0]
+    for name in ("2008_000001", "2008_000002"):
+        expected = predict(
+            model, images / f"{name}.jpg", params["scales"], params["flip"], torch.device("cpu")
+        )
+        assert np.array_equal(load_mask(folder / f"{name}.png"), expected)
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
         names = set(tar.getnames())
     assert f"{SERVER_DIR}/2008_000002.png" in names

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -166,6 +166,24 @@ def main(
     print(f"predict: {len(paths)} images -> {out} (label maps, overlays, contact_sheet.png)")
 
 
+def label_maps(
+    model: torch.nn.Module,
+    paths: list[Path],
+    scales: Sequence[float],
+    flip: bool,
+    dense: DenseCRF | None,
+    amp: Precision,
+) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """Each image of ``paths`` with its label map, ``(path, image, labels)``, in order and with a
+    progress line: what ``destseg predict`` and the VOC test-set export write."""
+    device = next(model.parameters()).device
+    for path in paced(paths, len(paths), "predict"):
+        image = load_image(path)
+        with amp.autocast():
+            probs = segment(model, image_to_tensor(image).to(device), scales, flip)
+        yield path, image, labels_of(probs.float().cpu().numpy(), image, dense)
+
+
 def write_predictions(
     model: torch.nn.Module,
     paths: list[Path],
@@ -178,14 +196,9 @@ def write_predictions(
 ) -> None:
     """Write into ``out`` (replaced as a whole) the label map and the overlay of each image of
     ``paths``, and the contact sheet of all."""
-    device = next(model.parameters()).device
     rows = []
     with atomic_path(out, directory=True, owner="predict") as tmp:
-        for path in paced(paths, len(paths), "predict"):
-            image = load_image(path)
-            with amp.autocast():
-                probs = segment(model, image_to_tensor(image).to(device), scales, flip)
-            labels = labels_of(probs.float().cpu().numpy(), image, dense)
+        for path, image, labels in label_maps(model, paths, scales, flip, dense, amp):
             save_mask(tmp / f"{path.stem}.png", labels)
             panels = [(path.name, image), ("prediction", label_overlay(image, labels))]
             sheet = figure(panels, legend_for(np.unique(labels), classes), TILE)

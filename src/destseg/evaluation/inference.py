@@ -64,21 +64,6 @@ def predict(
     return segment(model, image, scales, flip).argmax(0).to(torch.uint8).cpu().numpy()
 
 
-def export_predictions(
-    model: nn.Module,
-    images: Sequence[Path],
-    scales: Sequence[float],
-    flip: bool,
-    device: torch.device,
-    out_dir: Path,
-) -> None:
-    """Write ``<out_dir>/<image stem>.png`` (VOC palette) for every image file of ``images``:
-    predictions without ground truth, e.g. for the VOC test server."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path in paced(images, len(images), "export"):
-        save_mask(out_dir / f"{path.stem}.png", predict(model, path, scales, flip, device))
-
-
 @torch.no_grad()
 def validation_confusion(
     model: nn.Module,
