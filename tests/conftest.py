@@ -106,7 +106,7 @@ E2E_COST = {
     "test_e2e.py": 500,  # the tiny pipeline, built once, and every test that reads or copies it
     "test_e2e_voc.py": 350,  # the paper's configuration and both controls' configurations
     "test_e2e_coco.py": 200,
-    "test_own_images.py": 150,  # a tags-only folder through dvc repro, predict and export
+    "test_own_images.py": 80,  # a tags-only folder through dvc repro, predict and export
     "test_gpu_check.py": 70,
 }
 
