@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 from conftest import ROOT
+from typer.testing import CliRunner
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -90,11 +92,10 @@ def test_the_check_refuses_in_one_line_where_it_cannot_run(tmp_path, args, expec
     args = [a.format(file=tmp_path / "file") for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/gpu_check.py"), *args],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert done.returncode == 1
+    command = typer.Typer()
+    command.command()(gpu_check.main)  # the script's command, in this process
+    done = CliRunner().invoke(command, args)
+    assert done.exit_code == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
     assert (tmp_path / "file").read_text() == "notes" and not (tmp_path / "out").exists()
