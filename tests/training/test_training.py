@@ -66,6 +66,12 @@ def test_validation_runs_every_few_epochs_and_after_the_last(tiny_layout, tmp_pa
     assert logged == [(0, False), (1, True), (2, False), (3, True), (4, True)]
 
 
+def test_validating_every_zero_epochs_is_refused_before_training(tiny_layout, tmp_path):
+    with pytest.raises(ValueError, match="validate_every must be 1 or more epochs, not 0"):
+        _train(tiny_layout, 1, tmp_path / "c.pt", log=None, images=4, validate_every=0)
+    assert not (tmp_path / "c.pt").exists()
+
+
 def test_terms_a_loss_reports_are_logged_per_epoch_and_leave_training_unchanged(
     tiny_layout, tmp_path
 ):

@@ -172,6 +172,8 @@ def fit(
     """
     world = world or World()
     check_schedule(len(dataset), schedule, world.size)
+    if validate is not None and validate_every < 1:  # the stages pass no validate for 0 (off)
+        raise ValueError(f"validate_every must be 1 or more epochs, not {validate_every}")
     steps_per_epoch = len(dataset) // schedule.batch_size  # drop_last
     scheduler = PolynomialLR(
         optimizer, total_iters=schedule.epochs * steps_per_epoch, power=schedule.poly_power
