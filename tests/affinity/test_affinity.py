@@ -163,7 +163,8 @@ def test_propagated_cams_keep_the_cam_format(tiny_layout, tmp_path):
 
 
 def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
-    """CAMs equal to the true masks score mIoU 1 at any threshold in (0, 1)."""
+    """CAMs equal to the true masks score mIoU 1 at any threshold in (0, 1); without scored
+    images every image is still labelled and only the ignored share is reported."""
     ids = tiny_layout.ids("train")[:4]
     for image_id in ids:
         classes = tiny_layout.labels[image_id]
@@ -186,6 +187,20 @@ def test_label_split_scores_what_it_writes(tiny_layout, tmp_path):
     truth = [load_mask(tiny_layout.mask_path(i)) for i in ids[:2]]
     assert confusion.trace() == confusion.sum() == sum(int((m != 255).sum()) for m in truth)
     assert sorted(p.stem for p in listed(tmp_path / "out")) == sorted(ids)
+    # nothing scored (splits.score_cams: null): every image labelled, the ignored share alone
+    (tmp_path / "unscored").mkdir()
+    scores, confusion = label_split(
+        tiny_layout,
+        ids,
+        set(),
+        cam_dir=tmp_path / "cam",
+        out_dir=tmp_path / "unscored",
+        labeller=lambda image, cam, classes: threshold_pseudo_mask(image, cam, classes, 0.5),
+        workers=1,
+        description="test",
+    )
+    assert scores == {"ignored_fraction": 0.0} and confusion.sum() == 0
+    assert sorted(p.stem for p in listed(tmp_path / "unscored")) == sorted(ids)
 
 
 def test_features_stay_float32_under_bf16_autocast():
