@@ -101,10 +101,9 @@ def test_a_tags_only_folder_trains_a_segmenter_and_says_what_it_did_not_score(ta
     output = (tags_only / "repro.log").read_text()
     assert "CAMs not scored (splits.score_cams)" in output and "pseudo-masks not scored" in output
     assert _json(root / "data/metrics/make_cam.json") == {"threshold": 0.5}
-    assert _json(root / "data/metrics/refine.json") == {
-        "ignored_fraction": _json(root / "data/metrics/refine.json")["ignored_fraction"],
-        "bg_threshold": 0.3,
-    }
+    refine = _json(root / "data/metrics/refine.json")
+    assert refine.keys() == {"ignored_fraction", "bg_threshold"} and refine["bg_threshold"] == 0.3
+    assert 0 <= refine["ignored_fraction"] <= 1
     summary = _json(root / "data/metrics/summary.json")
     assert summary["cam_miou"] is None and summary["mask_miou"] is None
     assert 0 < summary["seg_miou"] <= 1  # the segmenter is scored on the masked val images
